@@ -1,0 +1,121 @@
+"""``calcifer``: run, chat, config check, db upgrade.
+
+Exit status: 0 success, 1 a command or check failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import integrations
+from adapters.console import ConsoleAdapter
+from calcifer_bot import __version__, runtime
+from calcifer_bot.aio import blocking
+from calcifer_bot.config import Settings, load_settings
+from calcifer_bot.errors import CalciferError
+from calcifer_bot.logs import setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", help="TOML file (default: $CALCIFER_CONFIG or ./calcifer.toml)"
+    )
+    parser = argparse.ArgumentParser(prog="calcifer", description="Chat-ops for homelabs.")
+    parser.add_argument("--version", action="version", version=f"calcifer {__version__}")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[common], help="the main job: scheduler, HTTP server, chat")
+
+    chat = sub.add_parser("chat", parents=[common], help="the console adapter")
+    chat.add_argument("-c", dest="command", metavar="COMMAND", help="run one command and exit")
+
+    config = sub.add_parser("config", help="configuration")
+    config_sub = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    config_sub.add_parser(
+        "check", parents=[common], help="validate configuration, test every integration"
+    )
+
+    db = sub.add_parser("db", help="database")
+    db_sub = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except CalciferError as exc:
+        for line in exc.message.splitlines():
+            print(f"calcifer: invalid configuration: {line}", file=sys.stderr)
+        return 2
+    quiet = args.action != "run" and settings.origin("log_level") == "default"
+    setup_logging("WARNING" if quiet else settings.log_level, settings.secret_values())
+    try:
+        if args.action == "run":
+            asyncio.run(runtime.run(settings, console=sys.stdin.isatty()))
+            return 0
+        if args.action == "chat":
+            return asyncio.run(_chat(settings, args.command))
+        if args.action == "config":
+            return asyncio.run(_config_check(settings))
+        return asyncio.run(_db_upgrade(settings))
+    except CalciferError as exc:
+        print(f"calcifer: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _chat(settings: Settings, command: str | None) -> int:
+    core = await runtime.open_core(settings)
+    try:
+        adapter = ConsoleAdapter(core)
+        if command is not None:
+            reply = await adapter.run_one(command, errors_to_stderr=True)
+            return 0 if reply.ok else 1
+        if sys.stdin.isatty():
+            await adapter.run_interactive(runtime.history_file())
+            return 0
+        return 0 if await adapter.run_lines(sys.stdin) else 1
+    finally:
+        await runtime.close_core(core)
+
+
+async def _config_check(settings: Settings) -> int:
+    print("Configuration is valid.")
+    for key, value, origin in settings.describe():
+        shown = value if key != "database_url" else _hide_password(value)
+        print(f"  {key:<22} {shown}  ({origin})")
+    core = await runtime.open_core(settings)
+    try:
+        current, head = await blocking(core.db.revision)
+        print(f"Database: ok ({core.db.kind}, schema {current}, newest {head})")
+        results = await integrations.check_all()
+        print("Integrations:" if results else "Integrations: none installed")
+        for name, result in results.items():
+            print(f"  {name:<22} {result}")
+        skip = (integrations.Reachability.NOT_CONFIGURED, integrations.Reachability.DISABLED)
+        return 0 if all(r or r.state in skip for r in results.values()) else 1
+    finally:
+        await runtime.close_core(core)
+
+
+async def _db_upgrade(settings: Settings) -> int:
+    core = await runtime.open_core(settings)  # opening migrates
+    try:
+        current, head = await blocking(core.db.revision)
+        print(f"Database schema at {current} (newest: {head}).")
+        return 0
+    finally:
+        await runtime.close_core(core)
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

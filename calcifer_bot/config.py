@@ -1,0 +1,328 @@
+"""Configuration: a TOML file overridden by environment variables, validated once.
+
+Every environment variable Calcifer reads is listed in :data:`ENV_VARS`; each
+also has a ``NAME_FILE`` twin that reads the value from a file (Docker and
+systemd credentials). An invalid value stops start-up with a line that names
+where the value came from and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from calcifer_bot.errors import ConfigError
+from calcifer_bot.roles import Role, check_identity
+
+DEFAULT_CONFIG_FILE = "calcifer.toml"
+
+# Environment variable -> key path in the settings model.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "CALCIFER_DATABASE_URL": ("database_url",),
+    "CALCIFER_HTTP_HOST": ("http", "host"),
+    "CALCIFER_HTTP_PORT": ("http", "port"),
+    "CALCIFER_GIT_REPO": ("git_repo",),
+    "CALCIFER_ADMINS": ("admins",),
+    "CALCIFER_OPERATORS": ("operators",),
+    "CALCIFER_DEFAULT_ROLE": ("default_role",),
+    "CALCIFER_ALERT_CHANNEL": ("alert_channel",),
+    "CALCIFER_LOG_LEVEL": ("log_level",),
+    "SLACK_BOT_TOKEN": ("slack", "bot_token"),
+    "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "SLACK_APP_TOKEN": ("slack", "app_token"),
+    "CALCIFER_SLACK_API_URL": ("slack", "api_url"),
+    "DISCORD_BOT_TOKEN": ("discord", "bot_token"),
+    "CALCIFER_DISCORD_API_URL": ("discord", "api_url"),
+    "CALCIFER_DISCORD_GATEWAY_URL": ("discord", "gateway_url"),
+    "CALCIFER_DISCORD_GUILDS": ("discord", "guilds"),
+}
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _identities(value: Any) -> Any:
+    value = _comma_list(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return frozenset(check_identity(str(item)) for item in value)
+    return value
+
+
+def _role(value: Any) -> Any:
+    return Role.parse(value) if isinstance(value, str) else value
+
+
+def _url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"expected a {' or '.join(schemes)} URL, got {value!r}")
+    return value
+
+
+Identities = Annotated[frozenset[str], BeforeValidator(_identities)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0 picks a free port (tests)
+
+
+class SlackSettings(_Section):
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str | None = None
+
+    _check_url = field_validator("api_url")(lambda v: _url(v, ("http", "https")))
+
+    @property
+    def enabled(self) -> bool:
+        return self.bot_token is not None
+
+
+class DiscordSettings(_Section):
+    bot_token: SecretStr | None = None
+    api_url: str | None = None
+    gateway_url: str | None = None
+    guilds: Annotated[tuple[int, ...], BeforeValidator(_comma_list)] = ()
+
+    _check_api = field_validator("api_url")(lambda v: _url(v, ("http", "https")))
+    _check_gateway = field_validator("gateway_url")(lambda v: _url(v, ("ws", "wss")))
+
+    @property
+    def enabled(self) -> bool:
+        return self.bot_token is not None
+
+
+class Settings(_Section):
+    database_url: str = "sqlite:///./data/calcifer.db"
+    http: HttpSettings = HttpSettings()
+    git_repo: Path = Path(".")
+    admins: Identities = frozenset()
+    operators: Identities = frozenset()
+    default_role: Annotated[Role, BeforeValidator(_role)] = Role.VIEWER
+    alert_channel: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    slack: SlackSettings = SlackSettings()
+    discord: DiscordSettings = DiscordSettings()
+    # Validated by the monitoring and notification integrations that own them.
+    endpoints: tuple[dict[str, Any], ...] = ()
+    notifications: dict[str, Any] = Field(default_factory=dict)
+
+    _origins: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
+    _interpolated: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(f"expected an SQLAlchemy URL such as {DEFAULT_DB}") from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("alert_channel")
+    @classmethod
+    def _check_channel(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        platform, sep, channel = value.partition(":")
+        if not sep or not channel or platform not in ("slack", "discord", "console"):
+            raise ValueError(f"expected slack:CHANNEL_ID or discord:CHANNEL_ID, got {value!r}")
+        return value
+
+    def origin(self, *key: str) -> str:
+        """Where a value came from: an environment variable, the file, or the default."""
+        return self._origins.get(key, "default")
+
+    def secret_values(self) -> set[str]:
+        """Every secret in force, for redaction in logs and replies."""
+        found = set(self._interpolated)
+        password = make_url(self.database_url).password
+        if password:
+            found.add(str(password))
+        for section in (self.slack, self.discord):
+            for value in section.__dict__.values():
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.add(value.get_secret_value())
+        return found
+
+    def describe(self) -> Iterator[tuple[str, str, str]]:
+        """(key, shown value, origin) for every scalar setting; secrets masked."""
+        for name, value in self.__dict__.items():
+            if name in ("endpoints", "notifications"):
+                yield name, f"{len(value)} entries", self.origin(name)
+            elif isinstance(value, _Section):
+                for sub, subvalue in value.__dict__.items():
+                    yield f"{name}.{sub}", _show(subvalue), self.origin(name, sub)
+            else:
+                yield name, _show(value), self.origin(name)
+
+
+DEFAULT_DB = Settings.model_fields["database_url"].default
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "set (hidden)"
+    if value is None:
+        return "not set"
+    if isinstance(value, frozenset | tuple):
+        return ", ".join(str(v) for v in sorted(value, key=str)) or "none"
+    return str(value)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file (if any) and the environment; raise ConfigError if invalid."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    interpolated: set[str] = set()
+
+    file = _config_path(path, environ)
+    if file is not None:
+        data = _read_toml(file)
+        for key, _ in _leaves(data):
+            origins[key] = f"{file.name}: {'.'.join(key)}"
+        data = _interpolate(data, environ, file.name, (), interpolated)
+
+    for var, key in ENV_VARS.items():
+        value = _env(environ, var)
+        if value is not None:
+            _set(data, key, value)
+            origins[key] = var
+
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_explain(err, origins) for err in exc.errors())) from None
+    settings._origins = origins
+    settings._interpolated = frozenset(v for v in interpolated if v)
+    return settings
+
+
+def _config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    named = path or environ.get("CALCIFER_CONFIG")
+    if named:
+        file = Path(named)
+        if not file.is_file():
+            raise ConfigError(f"configuration file {file} does not exist")
+        return file
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file.name}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+
+
+def _env(environ: Mapping[str, str], var: str) -> str | None:
+    value, file = environ.get(var), environ.get(f"{var}_FILE")
+    if value is not None and file is not None:
+        raise ConfigError(f"{var}: set {var} or {var}_FILE, not both")
+    if file is None:
+        return value
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE: cannot read {file}: {exc.strerror}") from None
+
+
+def _interpolate(
+    node: Any, environ: Mapping[str, str], filename: str, key: tuple[str, ...], found: set[str]
+) -> Any:
+    """Replace ``${VAR}`` in string values; the substituted values count as secrets."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, environ, filename, (*key, k), found) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, environ, filename, key, found) for v in node]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigError(
+                f"{filename}: {'.'.join(key)}: environment variable {name} is not set"
+            )
+        found.add(environ[name])
+        return environ[name]
+
+    return _INTERPOLATION.sub(substitute, node)
+
+
+def _leaves(node: Any, key: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, (*key, k))
+    else:
+        yield key, node
+
+
+def _set(data: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
+    for part in key[:-1]:
+        child = data.get(part)
+        if not isinstance(child, dict):
+            child = data[part] = {}
+        data = child
+    data[key[-1]] = value
+
+
+def _explain(err: Any, origins: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in err["loc"])
+    where = next(
+        (origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins),
+        ".".join(loc) or "configuration",
+    )
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown setting {'.'.join(loc)!r}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    secret = any(part in ("bot_token", "signing_secret", "app_token") for part in loc)
+    shown = repr(err["input"])
+    if shown not in message and "got " not in message and not secret and err["type"] != "missing":
+        message += f" (got {shown})"
+    return f"{where}: {message}"

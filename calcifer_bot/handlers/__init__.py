@@ -1,0 +1,3 @@
+"""Built-in command handlers; importing this package registers them."""
+
+from calcifer_bot.handlers import basics  # noqa: F401

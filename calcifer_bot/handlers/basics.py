@@ -1,0 +1,237 @@
+"""help, status, whoami, integrations and roles."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import integrations
+from calcifer_bot import __version__
+from calcifer_bot.commands import Arg, Context, Spec, command
+from calcifer_bot.errors import UsageError
+from calcifer_bot.models import Endpoint, Incident, OutboxMessage, RoleGrant
+from calcifer_bot.parser import format_duration
+from calcifer_bot.reply import Field, Reply, Status, Visibility
+from calcifer_bot.roles import Role, check_identity
+
+StatusSection = Callable[[Context], Awaitable[list[Field]]]
+
+# Each part of Calcifer adds its lines to `status` here (monitoring, git, …).
+STATUS_SECTIONS: list[StatusSection] = []
+
+
+def status_section(fn: StatusSection) -> StatusSection:
+    STATUS_SECTIONS.append(fn)
+    return fn
+
+
+@command(
+    "help",
+    summary="List the commands you can run, or show how to use one",
+    args=[Arg("command", "a command name, e.g. `help endpoint add`", rest=True, default="")],
+    aliases=["?"],
+    visibility=Visibility.EPHEMERAL,
+    examples=["help", "help status", "help git"],
+)
+async def help_(ctx: Context, command: str) -> Reply:
+    visible = ctx.core.registry.visible(ctx.role)
+    if not command:
+        return Reply(
+            title="Calcifer commands",
+            text="\n".join(f"`{s.usage}` — {s.summary}" for s in visible),
+            footer=f"You are {ctx.role}. `help COMMAND` shows one command in full.",
+        )
+    words = command.split()
+    found = ctx.core.registry.find(words)
+    if found and not found[1]:
+        return _command_help(found[0], ctx.role)
+    group = [s for s in visible if s.group == words[0].lower()]
+    if group and len(words) == 1:
+        return Reply(
+            title=f"{words[0].lower()} commands",
+            text="\n".join(f"`{s.usage}` — {s.summary}" for s in group),
+        )
+    raise ctx.core.registry.unknown(words, ctx.role)
+
+
+def _command_help(spec: Spec, role: Role) -> Reply:
+    if spec.role > role:
+        return Reply.error(f"`{spec.name}` needs the {spec.role} role; you are {role}.")
+    lines = [spec.summary + ".", f"Usage: `{spec.usage}`"]
+    if spec.details:
+        lines.append(spec.details)
+    lines += [f"`{arg.label}` — {arg.help}" for arg in spec.args if arg.help]
+    fields = [Field("Role", str(spec.role))]
+    if spec.aliases:
+        fields.append(Field("Aliases", ", ".join(f"`{a}`" for a in spec.aliases)))
+    if spec.confirm:
+        fields.append(Field("Confirmation", "asks first; `--yes` skips"))
+    if spec.examples:
+        fields.append(Field("Examples", "\n".join(f"`{e}`" for e in spec.examples), False))
+    return Reply(title=spec.name, text="\n".join(lines), fields=tuple(fields))
+
+
+@command(
+    "status",
+    summary="Endpoints up and down, open incidents, queued messages",
+    examples=["status"],
+)
+async def status(ctx: Context) -> Reply:
+    fields = [f for section in STATUS_SECTIONS for f in await section(ctx)]
+    down = any(f.name == "Down" and f.value != "0" for f in fields)
+    return Reply(
+        title="Calcifer status",
+        text="Something is down." if down else "All clear.",
+        status=Status.ERROR if down else Status.OK,
+        fields=tuple(fields),
+        footer=f"Calcifer {__version__}, up {format_duration(ctx.now() - ctx.core.started_at)}",
+    )
+
+
+@status_section
+async def _monitoring_counts(ctx: Context) -> list[Field]:
+    now = ctx.now()
+
+    def count(session: Session) -> tuple[dict[str, int], int, int, dict[str, int]]:
+        states = dict(
+            session.execute(select(Endpoint.state, func.count()).group_by(Endpoint.state)).all()
+        )
+        muted = session.scalar(
+            select(func.count()).select_from(Endpoint).where(Endpoint.muted_until > now)
+        )
+        incidents = session.scalar(
+            select(func.count()).select_from(Incident).where(Incident.resolved_at.is_(None))
+        )
+        outbox = dict(
+            session.execute(
+                select(OutboxMessage.status, func.count())
+                .where(OutboxMessage.status != "sent")
+                .group_by(OutboxMessage.status)
+            ).all()
+        )
+        return states, muted or 0, incidents or 0, outbox
+
+    states, muted, incidents, outbox = await ctx.db.read(count)
+    fields = [
+        Field("Endpoints", str(sum(states.values()))),
+        Field("Up", str(states.get("up", 0))),
+        Field("Down", str(states.get("down", 0))),
+        Field("Muted", str(muted)),
+        Field("Open incidents", str(incidents)),
+        Field("Queued messages", str(outbox.get("pending", 0))),
+    ]
+    if outbox.get("dead"):
+        fields.append(Field("Undeliverable messages", str(outbox["dead"])))
+    return fields
+
+
+@command(
+    "whoami",
+    summary="Your identity and role",
+    visibility=Visibility.EPHEMERAL,
+)
+async def whoami(ctx: Context) -> Reply:
+    fields = [Field("Identity", ctx.identity), Field("Role", str(ctx.role))]
+    if ctx.command.user_name:
+        fields.insert(0, Field("Name", ctx.command.user_name))
+    return Reply(
+        title="Who you are",
+        text=f"You are `{ctx.identity}`, {ctx.role} ({ctx.role_source}).",
+        fields=tuple(fields),
+    )
+
+
+@command(
+    "integrations",
+    summary="Each integration and whether Calcifer can reach it",
+    slow=True,
+    examples=["integrations"],
+)
+async def integrations_(ctx: Context) -> Reply:
+    results = await integrations.check_all()
+    if not results:
+        return Reply(title="Integrations", text="No integrations are installed.")
+    fields = [
+        Field(integrations.integration_class(name).title, str(result))
+        for name, result in results.items()
+    ]
+    ok = all(results.values())
+    return Reply(
+        title="Integrations",
+        text="Every integration is reachable." if ok else "Some integrations need attention.",
+        status=Status.OK if ok else Status.WARNING,
+        fields=tuple(fields),
+    )
+
+
+@command(
+    "roles",
+    summary="Who has which role, from configuration and from chat",
+    visibility=Visibility.EPHEMERAL,
+)
+async def roles(ctx: Context) -> Reply:
+    grants = await ctx.db.read(
+        lambda s: [(g.identity, g.role, g.granted_by) for g in s.scalars(select(RoleGrant))]
+    )
+    listed = lambda ids: ", ".join(sorted(ids)) or "none"  # noqa: E731
+    fields = [
+        Field("Admins (CALCIFER_ADMINS)", listed(ctx.settings.admins), False),
+        Field("Operators (CALCIFER_OPERATORS)", listed(ctx.settings.operators), False),
+        Field(
+            "Granted in chat",
+            "\n".join(f"{i}: {r} (by {b})" for i, r, b in sorted(grants)) or "none",
+            False,
+        ),
+    ]
+    return Reply(
+        title="Roles",
+        text=f"Everyone else is {ctx.settings.default_role}.",
+        fields=tuple(fields),
+    )
+
+
+@command(
+    "role grant",
+    summary="Give someone a role (on top of the configured ones)",
+    args=[
+        Arg("identity", "a platform-qualified id: slack:U123, discord:456", check_identity),
+        Arg("role", "viewer, operator or admin", Role.parse),
+    ],
+    role=Role.ADMIN,
+    confirm=True,
+    examples=["role grant slack:U0123ABC operator"],
+)
+async def role_grant(ctx: Context, identity: str, role: Role) -> Reply:
+    now = ctx.now()
+
+    def grant(session: Session) -> None:
+        session.merge(
+            RoleGrant(identity=identity, role=str(role), granted_by=ctx.identity, granted_at=now)
+        )
+
+    await ctx.db.write(grant)
+    return Reply(text=f"`{identity}` is now {role} (granted by {ctx.identity}).", status=Status.OK)
+
+
+@command(
+    "role revoke",
+    summary="Take back a role given in chat",
+    args=[Arg("identity", "a platform-qualified id", check_identity)],
+    role=Role.ADMIN,
+    examples=["role revoke slack:U0123ABC"],
+)
+async def role_revoke(ctx: Context, identity: str) -> Reply:
+    def revoke(session: Session) -> bool:
+        grant = session.get(RoleGrant, identity)
+        if grant is None:
+            return False
+        session.delete(grant)
+        return True
+
+    if not await ctx.db.write(revoke):
+        raise UsageError(f"`{identity}` has no role granted in chat (see `roles`)")
+    configured = identity in ctx.settings.admins | ctx.settings.operators
+    note = " Their role from configuration still applies." if configured else ""
+    return Reply(text=f"Took back the chat-granted role of `{identity}`.{note}", status=Status.OK)

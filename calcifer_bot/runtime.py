@@ -1,0 +1,87 @@
+"""Start-up and shutdown of the main job: storage, scheduler, HTTP, adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from datetime import UTC
+from pathlib import Path
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+import integrations
+from adapters.console import ConsoleAdapter
+from calcifer_bot.aio import blocking
+from calcifer_bot.config import Settings
+from calcifer_bot.core import Clock, Core, utcnow
+from calcifer_bot.db import Database
+from calcifer_bot.errors import CalciferError
+from calcifer_bot.web import build_app
+
+log = logging.getLogger(__name__)
+
+
+def history_file() -> Path:
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "calcifer" / "chat_history"
+
+
+async def open_core(settings: Settings, clock: Clock = utcnow) -> Core:
+    """Open the database (migrating it to the newest schema) and build the core."""
+    db = Database(settings.database_url)
+    try:
+        await blocking(db.upgrade)
+    except SQLAlchemyError as exc:
+        db.dispose()
+        where = db.url.render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise CalciferError(f"cannot open the database {where}: {reason}") from None
+    integrations.configure(settings)
+    return Core(settings, db, clock=clock)
+
+
+async def close_core(core: Core) -> None:
+    await integrations.close_all()
+    await blocking(core.db.dispose)
+
+
+async def run(settings: Settings, *, console: bool) -> None:
+    """The main job; returns after SIGINT/SIGTERM (or Ctrl-D on the console)."""
+    core = await open_core(settings)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+    runner = web.AppRunner(build_app(core.db, scheduler), shutdown_timeout=3.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+        for host, port, *_ in runner.addresses:
+            log.info("HTTP server listening on http://%s:%d", host, port)
+
+        chat = [name for name in ("slack", "discord") if getattr(settings, name).enabled]
+        for name in chat:
+            log.warning("%s credentials are set, but this build has no %s adapter yet", name, name)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        waits = [asyncio.create_task(stop.wait())]
+        if console:
+            adapter = ConsoleAdapter(core)
+            waits.append(
+                asyncio.create_task(adapter.run_interactive(history_file(), ctrl_c_exits=True))
+            )
+        else:
+            log.info("running without a chat console (stdin is not a terminal)")
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        log.info("shutting down")
+    finally:
+        scheduler.shutdown(wait=False)
+        await runner.cleanup()
+        await close_core(core)

@@ -1,0 +1,119 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when configured),
+a migrated core, and a test bot in the style of Errbot's ``testbot``: push a
+command as some user, get the platform-neutral Reply back."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+import integrations
+from calcifer_bot.aio import blocking
+from calcifer_bot.commands import Registry
+from calcifer_bot.config import Settings, load_settings
+from calcifer_bot.core import Core
+from calcifer_bot.db import Database, normalize_url
+from calcifer_bot.reply import Command, Reply
+
+POSTGRES_URL = os.environ.get("CALCIFER_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'calcifer.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("CALCIFER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(normalize_url(POSTGRES_URL))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = normalize_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+class FakeClock:
+    """A clock tests move by hand: no test sleeps for minutes."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_settings(database_url: str, **env: str) -> Settings:
+    return load_settings(environ={"CALCIFER_DATABASE_URL": database_url, **env})
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await blocking(db.upgrade)
+    yield db
+    db.dispose()
+
+
+@dataclass
+class TestBot:
+    """Push a command as a user, get the Reply (Errbot's testbot, Hubot's dummy adapter)."""
+
+    core: Core
+
+    async def say(
+        self,
+        text: str,
+        *,
+        user: str = "console:local",
+        channel: str = "C1",
+        groups: frozenset[str] = frozenset(),
+    ) -> Reply:
+        platform, _, uid = user.partition(":")
+        return await self.core.dispatch(Command(platform, uid, channel, text, groups=groups))
+
+
+@pytest.fixture
+def settings_env() -> dict[str, str]:
+    """Extra environment for the core's settings; tests override it."""
+    return {"CALCIFER_ADMINS": "slack:UADMIN", "CALCIFER_OPERATORS": "slack:UOPS"}
+
+
+@pytest.fixture
+async def core(database: Database, settings_env: dict[str, str], clock: FakeClock) -> Core:
+    settings = make_settings(database.url.render_as_string(hide_password=False), **settings_env)
+    integrations.configure(settings)
+    return Core(settings, database, clock=clock)
+
+
+@pytest.fixture
+def bot(core: Core) -> TestBot:
+    return TestBot(core)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """An empty registry for tests that declare commands of their own."""
+    return Registry()
