@@ -54,7 +54,7 @@ class ConsoleAdapter:
     async def run_one(self, text: str, *, errors_to_stderr: bool = False) -> Reply:
         """Dispatch one line and print the reply."""
         number = text.strip()
-        if number.isdigit() and 0 < int(number) <= len(self._buttons):
+        if number.isdecimal() and 0 < int(number) <= len(self._buttons):
             button = self._buttons[int(number) - 1]
             self._buttons = ()
             if button.command is None:

@@ -304,23 +304,31 @@ class Registry:
 
     def unknown(self, words: list[str], role: Role) -> UnknownCommand:
         visible = self.visible(role)
-        group = [s for s in visible if s.group == words[0].lower()]
-        typed = " ".join(words[:2]) if group else words[0]
-        scored = []
-        for spec in visible:
-            for name in (spec.name, *spec.aliases):
-                attempt = " ".join(words[: len(name.split())]).lower()
-                scored.append((difflib.SequenceMatcher(None, attempt, name).ratio(), name, spec))
+        group = [s for s in visible if s.group == words[0].lower() and " " in s.name]
+        if group:  # "git frob": compare only the word after the group
+            typed = " ".join(words[:2])
+            attempt = words[1].lower() if len(words) > 1 else ""
+            scored = [(_similarity(attempt, s.name.split(" ", 1)[1]), s.name, s) for s in group]
+        else:
+            typed = words[0]
+            scored = [
+                (_similarity(" ".join(words[: len(name.split())]).lower(), name), name, spec)
+                for spec in visible
+                for name in (spec.name, *spec.aliases)
+            ]
         best = max(scored, default=None, key=lambda t: t[0])
         if best and best[0] >= 0.6:
             return UnknownCommand(f"unknown command {typed!r}; did you mean `{best[1]}`?", best[2])
-        pool = group or [s for s in visible if " " not in s.name or s.group != s.name]
-        names = sorted({s.name if group else s.group for s in pool})
+        names = sorted({s.name for s in group} or {s.group for s in visible})
         return UnknownCommand(
             f"unknown command {typed!r}; did you mean one of: {', '.join(names)}? "
             "Type `help` for the list.",
             None,
         )
+
+
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 registry = Registry()

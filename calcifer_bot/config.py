@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from calcifer_bot.errors import ConfigError
+from calcifer_bot.logs import redact
 from calcifer_bot.roles import Role, check_identity
 
 DEFAULT_CONFIG_FILE = "calcifer.toml"
@@ -146,7 +147,7 @@ class Settings(_Section):
     def _check_database_url(cls, value: str) -> str:
         try:
             make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ValueError(f"expected an SQLAlchemy URL such as {DEFAULT_DB}") from None
         return value
 
@@ -229,12 +230,14 @@ def load_settings(
             _set(data, key, value)
             origins[key] = var
 
+    secrets = {v for v in interpolated if v}
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_explain(err, origins) for err in exc.errors())) from None
+        lines = (_explain(err, origins, secrets) for err in exc.errors())
+        raise ConfigError("\n".join(lines)) from None
     settings._origins = origins
-    settings._interpolated = frozenset(v for v in interpolated if v)
+    settings._interpolated = frozenset(secrets)
     return settings
 
 
@@ -311,7 +314,7 @@ def _set(data: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
     data[key[-1]] = value
 
 
-def _explain(err: Any, origins: dict[tuple[str, ...], str]) -> str:
+def _explain(err: Any, origins: dict[tuple[str, ...], str], secrets: set[str]) -> str:
     loc = tuple(str(part) for part in err["loc"])
     where = next(
         (origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins),
@@ -321,8 +324,14 @@ def _explain(err: Any, origins: dict[tuple[str, ...], str]) -> str:
         return f"{where}: unknown setting {'.'.join(loc)!r}"
     message = str(err["msg"]).removeprefix("Value error, ")
     message = message[:1].lower() + message[1:]
-    secret = any(part in ("bot_token", "signing_secret", "app_token") for part in loc)
+    # Tokens, a database URL (it may hold a password) and ${VAR} values are never echoed.
+    hidden = sorted((s for s in secrets if s in str(err["input"])), key=len, reverse=True)
+    secret = (
+        bool(hidden)
+        or loc[:1] == ("database_url",)
+        or any(part in ("bot_token", "signing_secret", "app_token") for part in loc)
+    )
     shown = repr(err["input"])
     if shown not in message and "got " not in message and not secret and err["type"] != "missing":
         message += f" (got {shown})"
-    return f"{where}: {message}"
+    return redact(f"{where}: {message}", hidden)

@@ -57,18 +57,25 @@ async def run(settings: Settings, *, console: bool) -> None:
     runner = web.AppRunner(build_app(core.db, scheduler), shutdown_timeout=3.0)
     await runner.setup()
     try:
+        # Before the "listening" line: whoever acts on it may send a signal at once.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, address not ours, unknown host name
+            where = f"{settings.http.host}:{settings.http.port}"
+            raise CalciferError(
+                f"cannot start the HTTP server on {where}: {exc.strerror or exc}"
+            ) from None
         for host, port, *_ in runner.addresses:
             log.info("HTTP server listening on http://%s:%d", host, port)
 
         chat = [name for name in ("slack", "discord") if getattr(settings, name).enabled]
         for name in chat:
             log.warning("%s credentials are set, but this build has no %s adapter yet", name, name)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         waits = [asyncio.create_task(stop.wait())]
         if console:
             adapter = ConsoleAdapter(core)

@@ -78,7 +78,7 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 
 
 @dataclass
-class TestBot:
+class ChatBot:
     """Push a command as a user, get the Reply (Errbot's testbot, Hubot's dummy adapter)."""
 
     core: Core
@@ -109,8 +109,8 @@ async def core(database: Database, settings_env: dict[str, str], clock: FakeCloc
 
 
 @pytest.fixture
-def bot(core: Core) -> TestBot:
-    return TestBot(core)
+def bot(core: Core) -> ChatBot:
+    return ChatBot(core)
 
 
 @pytest.fixture

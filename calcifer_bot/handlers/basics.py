@@ -37,13 +37,13 @@ def status_section(fn: StatusSection) -> StatusSection:
 )
 async def help_(ctx: Context, command: str) -> Reply:
     visible = ctx.core.registry.visible(ctx.role)
-    if not command:
+    words = command.split()
+    if not words:
         return Reply(
             title="Calcifer commands",
             text="\n".join(f"`{s.usage}` — {s.summary}" for s in visible),
             footer=f"You are {ctx.role}. `help COMMAND` shows one command in full.",
         )
-    words = command.split()
     found = ctx.core.registry.find(words)
     if found and not found[1]:
         return _command_help(found[0], ctx.role)
