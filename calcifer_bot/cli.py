@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import integrations
@@ -15,6 +16,7 @@ from adapters.console import ConsoleAdapter
 from calcifer_bot import __version__, runtime
 from calcifer_bot.aio import blocking
 from calcifer_bot.config import Settings, load_settings
+from calcifer_bot.db import Database
 from calcifer_bot.errors import CalciferError
 from calcifer_bot.logs import setup_logging
 
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database")
     db_sub = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations")
+    revision = db_sub.add_parser(
+        "revision", parents=[common], help="(developers) generate a migration from models.py"
+    )
+    revision.add_argument("message", help="what the migration does")
     return parser
 
 
@@ -63,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(settings, args.command))
         if args.action == "config":
             return asyncio.run(_config_check(settings))
+        if args.db_action == "revision":
+            return _db_revision(args.message)
         return asyncio.run(_db_upgrade(settings))
     except CalciferError as exc:
         print(f"calcifer: {exc.message}", file=sys.stderr)
@@ -113,6 +121,20 @@ async def _db_upgrade(settings: Settings) -> int:
         return 0
     finally:
         await runtime.close_core(core)
+
+
+def _db_revision(message: str) -> int:
+    with tempfile.TemporaryDirectory() as scratch:
+        db = Database(f"sqlite:///{scratch}/revision.db")
+        try:
+            written = db.new_revision(message)
+        finally:
+            db.dispose()
+    for path in written:
+        print(f"Wrote {path}: read it, then run the tests.")
+    if not written:
+        print("The models and the migrations agree: no migration needed.")
+    return 0
 
 
 def _hide_password(url: str) -> str:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import calcifer_bot.handlers  # noqa: F401  (importing registers the built-in commands)
 from calcifer_bot.commands import Context, Progress, Registry, Spec, UnknownCommand
 from calcifer_bot.commands import registry as default_registry
 from calcifer_bot.config import Settings
@@ -55,8 +56,6 @@ class Core:
         registry: Registry | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        if registry is None:
-            import calcifer_bot.handlers  # noqa: F401  (registers the built-in commands)
         self.settings = settings
         self.db = db
         self.registry = registry or default_registry
@@ -133,7 +132,10 @@ class Core:
     def _redact(self, reply: Reply) -> Reply:
         if not self._secrets:
             return reply
-        clean = lambda text: redact(text, self._secrets)  # noqa: E731
+
+        def clean(text: str) -> str:
+            return redact(text, self._secrets)
+
         return replace(
             reply,
             text=clean(reply.text),

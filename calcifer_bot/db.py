@@ -82,6 +82,18 @@ class Database:
             current = MigrationContext.configure(connection).get_current_revision()
         return current, str(head)
 
+    def new_revision(self, message: str) -> list[str]:
+        """Autogenerate a migration from the models against this (migrated) database."""
+        self.upgrade()
+        _, head = self.revision()
+        with self._writes.begin() as session:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = session.connection()
+            script = command.revision(
+                cfg, message=message, autogenerate=True, rev_id=f"{int(head) + 1:04d}"
+            )
+        return [s.path for s in (script if isinstance(script, list) else [script]) if s]
+
     def dispose(self) -> None:
         self.engine.dispose()
 

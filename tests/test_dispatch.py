@@ -247,3 +247,20 @@ async def _shared_core(factory: pytest.TempPathFactory) -> Core:
         await blocking(db.upgrade)
         _cores["core"] = Core(make_settings(url), db, clock=lambda: datetime.now(UTC))
     return _cores["core"]
+
+
+async def test_admins_can_read_the_audit_log(bot: ChatBot, clock: FakeClock) -> None:
+    await bot.say("whoami", user="slack:UOPS", channel="C7")
+    await bot.say("frobnicate", user="slack:USOMEONE")
+    denied = await bot.say("audit", user="slack:UOPS")
+    assert denied.title == "Not allowed"
+
+    reply = await bot.say("audit 5", user="slack:UADMIN")
+    lines = reply.text.splitlines()
+    assert lines == [
+        "2026-12-03 12:00:00 `slack:UOPS` in slack:C7: `whoami` → ok",
+        "2026-12-03 12:00:00 `slack:USOMEONE` in slack:C1: `frobnicate` → usage",
+        "2026-12-03 12:00:00 `slack:UOPS` in slack:C1: `audit` → denied",
+    ]
+    only = await bot.say("audit --user slack:USOMEONE", user="slack:UADMIN")
+    assert only.text.splitlines() == [lines[1]]

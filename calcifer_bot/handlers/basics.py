@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 import integrations
 from calcifer_bot import __version__
-from calcifer_bot.commands import Arg, Context, Spec, command
+from calcifer_bot.commands import Arg, Context, Spec, command, integer
 from calcifer_bot.errors import UsageError
-from calcifer_bot.models import Endpoint, Incident, OutboxMessage, RoleGrant
+from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage, RoleGrant
 from calcifer_bot.parser import format_duration
 from calcifer_bot.reply import Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role, check_identity
@@ -235,3 +235,31 @@ async def role_revoke(ctx: Context, identity: str) -> Reply:
     configured = identity in ctx.settings.admins | ctx.settings.operators
     note = " Their role from configuration still applies." if configured else ""
     return Reply(text=f"Took back the chat-granted role of `{identity}`.{note}", status=Status.OK)
+
+
+@command(
+    "audit",
+    summary="The most recent commands: who ran what, where, and how it went",
+    args=[
+        Arg("count", "how many (1-100)", integer(1, 100), default=10),
+        Arg("user", "only this identity", check_identity, option=True, default=None, metavar="ID"),
+    ],
+    role=Role.ADMIN,
+    visibility=Visibility.EPHEMERAL,
+    examples=["audit", "audit 50 --user slack:U0123ABC"],
+)
+async def audit(ctx: Context, count: int, user: str | None) -> Reply:
+    def recent(session: Session) -> list[AuditEntry]:
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(count)
+        if user:
+            query = query.where(AuditEntry.identity == user)
+        return list(session.scalars(query))
+
+    rows = await ctx.db.read(recent)
+    lines = [
+        f"{row.at:%Y-%m-%d %H:%M:%S} `{row.identity}` in {row.platform}:{row.channel}: "
+        f"`{row.text.strip()}` → {row.outcome}"
+        + (f" (error id {row.error_id})" if row.error_id else "")
+        for row in reversed(rows)
+    ]
+    return Reply(title="Audit log", text="\n".join(lines) or "Nothing recorded yet.")

@@ -12,6 +12,11 @@ def render_item(kind: str, obj: object, _context: object) -> str | bool:
     return False
 
 
+def skip_empty(_context: object, _revision: object, directives: list) -> None:
+    if directives and directives[0].upgrade_ops.is_empty():
+        directives[:] = []  # models and migrations agree: write nothing
+
+
 config = context.config
 connection = config.attributes["connection"]
 context.configure(
@@ -20,6 +25,7 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
     compare_type=True,
     render_item=render_item,
+    process_revision_directives=skip_empty,
 )
 with context.begin_transaction():
     context.run_migrations()
