@@ -89,7 +89,7 @@ class ConsoleAdapter:
 
         history.parent.mkdir(parents=True, exist_ok=True)
         session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
-        print("Calcifer console. `help` lists commands; Ctrl-D leaves.", file=self.out)
+        print("Calcifer console: type help for the commands, Ctrl-D to leave.", file=self.out)
         with patch_stdout(raw=True):
             while True:
                 try:

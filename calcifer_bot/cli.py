@@ -97,8 +97,7 @@ async def _chat(settings: Settings, command: str | None) -> int:
 async def _config_check(settings: Settings) -> int:
     print("Configuration is valid.")
     for key, value, origin in settings.describe():
-        shown = value if key != "database_url" else _hide_password(value)
-        print(f"  {key:<22} {shown}  ({origin})")
+        print(f"  {key:<22} {value}  ({origin})")
     core = await runtime.open_core(settings)
     try:
         current, head = await blocking(core.db.revision)
@@ -135,9 +134,3 @@ def _db_revision(message: str) -> int:
     if not written:
         print("The models and the migrations agree: no migration needed.")
     return 0
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -190,8 +190,17 @@ class Settings(_Section):
             elif isinstance(value, _Section):
                 for sub, subvalue in value.__dict__.items():
                     yield f"{name}.{sub}", _show(subvalue), self.origin(name, sub)
+            elif name == "database_url":
+                yield name, self.database_url_shown(), self.origin(name)
             else:
                 yield name, _show(value), self.origin(name)
+
+    def database_url_shown(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, self.database_url_shown() if name == "database_url" else value
 
 
 DEFAULT_DB = Settings.model_fields["database_url"].default
@@ -220,7 +229,7 @@ def load_settings(
     file = _config_path(path, environ)
     if file is not None:
         data = _read_toml(file)
-        for key, _ in _leaves(data):
+        for key in _keys(data):
             origins[key] = f"{file.name}: {'.'.join(key)}"
         data = _interpolate(data, environ, file.name, (), interpolated)
 
@@ -297,12 +306,12 @@ def _interpolate(
     return _INTERPOLATION.sub(substitute, node)
 
 
-def _leaves(node: Any, key: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+def _keys(node: Any, key: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every key path in a TOML document, tables included."""
     if isinstance(node, dict):
         for k, v in node.items():
-            yield from _leaves(v, (*key, k))
-    else:
-        yield key, node
+            yield (*key, k)
+            yield from _keys(v, (*key, k))
 
 
 def _set(data: dict[str, Any], key: tuple[str, ...], value: Any) -> None:

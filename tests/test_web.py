@@ -1,0 +1,74 @@
+"""/healthz and /readyz on a real aiohttp server, a real database and a real scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from calcifer_bot.db import Database
+from calcifer_bot.web import build_app
+
+# Nothing listens on port 1: connecting is refused at once.
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
+    """Not started: a test starts it when it wants a running one."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    yield scheduler
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+
+
+async def get(db: Database, scheduler: AsyncIOScheduler, path: str) -> tuple[int, Any]:
+    async with TestClient(TestServer(build_app(db, scheduler))) as client:
+        response = await client.get(path)
+        return response.status, await response.json()
+
+
+async def test_healthz_is_ok_even_when_not_ready(
+    database: Database, scheduler: AsyncIOScheduler
+) -> None:
+    assert await get(database, scheduler, "/healthz") == (200, {"status": "ok"})
+
+
+async def test_readyz_ok_with_database_and_running_scheduler(
+    database: Database, scheduler: AsyncIOScheduler
+) -> None:
+    scheduler.start()
+
+    assert await get(database, scheduler, "/readyz") == (
+        200,
+        {"status": "ok", "checks": {"database": "ok", "scheduler": "ok"}},
+    )
+
+
+async def test_readyz_unavailable_while_the_scheduler_is_stopped(
+    database: Database, scheduler: AsyncIOScheduler
+) -> None:
+    status, body = await get(database, scheduler, "/readyz")
+
+    assert status == 503
+    assert body == {"status": "unavailable", "checks": {"database": "ok", "scheduler": "stopped"}}
+
+
+async def test_readyz_unavailable_when_the_database_is_unreachable(
+    scheduler: AsyncIOScheduler,
+) -> None:
+    scheduler.start()
+    db = Database(UNREACHABLE)
+    try:
+        status, body = await get(db, scheduler, "/readyz")
+    finally:
+        db.dispose()
+
+    assert status == 503
+    assert body["status"] == "unavailable"
+    assert body["checks"]["scheduler"] == "ok"
+    assert body["checks"]["database"] not in ("ok", "timed out")
