@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("WARNING" if quiet else settings.log_level, settings.secret_values())
     try:
         if args.action == "run":
-            asyncio.run(runtime.run(settings, console=sys.stdin.isatty()))
+            asyncio.run(runtime.run(settings, terminal=sys.stdin.isatty()))
             return 0
         if args.action == "chat":
             return asyncio.run(_chat(settings, args.command))

@@ -49,46 +49,53 @@ async def close_core(core: Core) -> None:
     await blocking(core.db.dispose)
 
 
-async def run(settings: Settings, *, console: bool) -> None:
-    """The main job; returns after SIGINT/SIGTERM (or Ctrl-D on the console)."""
+async def run(settings: Settings, *, terminal: bool) -> None:
+    """The main job; returns after SIGINT/SIGTERM (or Ctrl-D on the console).
+
+    The console adapter runs when no chat platform is configured and stdin is
+    a terminal (``terminal``).
+    """
     core = await open_core(settings)
     scheduler = AsyncIOScheduler(timezone=UTC)
-    scheduler.start()
     runner = web.AppRunner(build_app(core.db, scheduler), shutdown_timeout=3.0)
-    await runner.setup()
+    # Before the "listening" line: whoever acts on it may send a signal at once.
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        # Before the "listening" line: whoever acts on it may send a signal at once.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        try:
-            await site.start()
-        except OSError as exc:  # port taken, address not ours, unknown host name
-            where = f"{settings.http.host}:{settings.http.port}"
-            raise CalciferError(
-                f"cannot start the HTTP server on {where}: {exc.strerror or exc}"
-            ) from None
-        for host, port, *_ in runner.addresses:
-            log.info("HTTP server listening on http://%s:%d", host, port)
-
+        scheduler.start()
+        await runner.setup()
+        await _listen(runner, settings)
         chat = [name for name in ("slack", "discord") if getattr(settings, name).enabled]
         for name in chat:
             log.warning("%s credentials are set, but this build has no %s adapter yet", name, name)
         waits = [asyncio.create_task(stop.wait())]
-        if console:
+        if terminal and not chat:
             adapter = ConsoleAdapter(core)
             waits.append(
                 asyncio.create_task(adapter.run_interactive(history_file(), ctrl_c_exits=True))
             )
-        else:
-            log.info("running without a chat console (stdin is not a terminal)")
+        elif not chat:
+            log.info("no chat credentials and stdin is not a terminal: running without chat")
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
             task.cancel()
         log.info("shutting down")
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         await runner.cleanup()
         await close_core(core)
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    try:
+        await site.start()
+    except OSError as exc:  # port taken, address not ours, unknown host name
+        where = f"{settings.http.host}:{settings.http.port}"
+        raise CalciferError(
+            f"cannot start the HTTP server on {where}: {exc.strerror or exc}"
+        ) from None
+    for host, port, *_ in runner.addresses:
+        log.info("HTTP server listening on http://%s:%d", host, port)

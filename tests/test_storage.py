@@ -371,3 +371,18 @@ def test_db_revision_writes_nothing_when_models_and_migrations_agree(tmp_path: P
         assert db.new_revision("nothing changed") == []
     finally:
         db.dispose()
+
+
+def test_postgres_without_its_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # psycopg is installed here, so its absence is simulated at the one place that looks.
+    import importlib.util
+
+    from calcifer_bot.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'calcifer\[postgres\]'"):
+        normalize_url("postgresql://calcifer@127.0.0.1/calcifer")
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite"
