@@ -20,9 +20,11 @@ def tokenize(text: str) -> list[str]:
     lexer.whitespace_split = True
     lexer.commenters = ""  # '#' is an ordinary character in chat (channels, issue numbers)
     try:
-        return list(lexer)
+        words = list(lexer)
     except ValueError:
         raise UsageError("a quote is not closed; put the closing quote in and try again") from None
+    # Smart dashes turn "--yes" into "—yes": a leading dash of either kind means a flag.
+    return [f"--{w[1:]}" if w[:1] in "—–" and len(w) > 1 else w for w in words]
 
 
 def parse_duration(text: str) -> timedelta:

@@ -20,7 +20,12 @@ from calcifer_bot.parser import format_duration, parse_duration, quote, tokenize
         ("git commit “fix the thing”", ["git", "commit", "fix the thing"]),  # Slack's smart quotes
         ("work note 3 ‘single smart’", ["work", "note", "3", "single smart"]),
         ("endpoint add web http --port=8443", ["endpoint", "add", "web", "http", "--port=8443"]),
-        ("notify test #ops", ["notify", "test", "#ops"]),  # '#' is not a comment in chat
+        ("notify test #ops", ["notify", "test", "#ops"]),
+        ("git merge x —yes –into main", ["git", "merge", "x", "--yes", "--into", "main"]),
+        (
+            "work note 1 a — b",
+            ["work", "note", "1", "a", "—", "b"],
+        ),  # a lone dash is prose  # '#' is not a comment in chat
         ("", []),
     ],
 )
