@@ -94,7 +94,7 @@ class _Section(BaseModel):
 
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)  # 0 picks a free port (tests)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0 picks a free port (tests)
 
 
 class SlackSettings(_Section):

@@ -8,6 +8,7 @@ import os
 import signal
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -69,7 +70,7 @@ async def run(settings: Settings, *, terminal: bool) -> None:
         chat = [name for name in ("slack", "discord") if getattr(settings, name).enabled]
         for name in chat:
             log.warning("%s credentials are set, but this build has no %s adapter yet", name, name)
-        waits = [asyncio.create_task(stop.wait())]
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
         if terminal and not chat:
             adapter = ConsoleAdapter(core)
             waits.append(

@@ -1,11 +1,13 @@
 """Alembic environment: Calcifer always hands in an open connection."""
 
+from typing import Literal
+
 from alembic import context
 
 from calcifer_bot.models import Base, UTCDateTime
 
 
-def render_item(kind: str, obj: object, _context: object) -> str | bool:
+def render_item(kind: str, obj: object, _context: object) -> str | Literal[False]:
     # Migrations stay plain SQLAlchemy: they must not break when models.py changes.
     if kind == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"
