@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from calcifer_bot.commands import Arg, Context, Registry
 from calcifer_bot.core import Core
-from calcifer_bot.models import AuditEntry, Endpoint, Incident, RoleGrant
+from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage, RoleGrant
 from calcifer_bot.reply import Reply, Status, Visibility
 from tests.conftest import ChatBot, FakeClock, make_settings
 
@@ -183,9 +183,32 @@ async def test_status_counts_what_is_in_the_database(bot: ChatBot, clock: FakeCl
     await bot.core.db.write(seed)
     reply = await bot.say("status")
     shown = {f.name: f.value for f in reply.fields}
-    assert reply.status is Status.ERROR
+    assert (reply.status, reply.text) == (Status.ERROR, "1 endpoint down.")
     assert (shown["Endpoints"], shown["Up"], shown["Down"], shown["Muted"]) == ("4", "2", "1", "1")
     assert shown["Open incidents"] == "1"
+    assert "Undeliverable messages" not in shown
+
+
+async def test_status_warns_of_undeliverable_messages(bot: ChatBot, clock: FakeClock) -> None:
+    def seed(session) -> None:
+        for n, state in enumerate(["dead", "dead", "pending", "sent"]):
+            session.add(
+                OutboxMessage(
+                    dedupe_key=f"k{n}",
+                    destination="slack:C1",
+                    kind="alert",
+                    payload={},
+                    status=state,
+                    available_at=clock.now,
+                    created_at=clock.now,
+                )
+            )
+
+    await bot.core.db.write(seed)
+    reply = await bot.say("status")
+    shown = {f.name: f.value for f in reply.fields}
+    assert (reply.status, reply.text) == (Status.WARNING, "2 messages could not be delivered.")
+    assert (shown["Queued messages"], shown["Undeliverable messages"]) == ("1", "2")
 
 
 TEXT = st.one_of(

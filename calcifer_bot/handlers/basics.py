@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,7 +18,17 @@ from calcifer_bot.parser import format_duration
 from calcifer_bot.reply import Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role, check_identity
 
-StatusSection = Callable[[Context], Awaitable[list[Field]]]
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One part's contribution to `status`: its lines, and what is wrong, if anything."""
+
+    fields: list[Field]
+    problems: list[tuple[Status, str]] = dataclass_field(default_factory=list)
+
+
+StatusSection = Callable[[Context], Awaitable[Section]]
+_SEVERITY = [Status.OK, Status.INFO, Status.WARNING, Status.ERROR]
 
 # Each part of Calcifer adds its lines to `status` here (monitoring, git, …).
 STATUS_SECTIONS: list[StatusSection] = []
@@ -79,19 +91,20 @@ def _command_help(spec: Spec, role: Role) -> Reply:
     examples=["status"],
 )
 async def status(ctx: Context) -> Reply:
-    fields = [f for section in STATUS_SECTIONS for f in await section(ctx)]
-    down = any(f.name == "Down" and f.value != "0" for f in fields)
+    sections = [await section(ctx) for section in STATUS_SECTIONS]
+    problems = [problem for section in sections for problem in section.problems]
+    worst = max((level for level, _ in problems), key=_SEVERITY.index, default=Status.OK)
     return Reply(
         title="Calcifer status",
-        text="Something is down." if down else "All clear.",
-        status=Status.ERROR if down else Status.OK,
-        fields=tuple(fields),
+        text=" ".join(text for _, text in problems) or "All clear.",
+        status=worst,
+        fields=tuple(f for section in sections for f in section.fields),
         footer=f"Calcifer {__version__}, up {format_duration(ctx.now() - ctx.core.started_at)}",
     )
 
 
 @status_section
-async def _monitoring_counts(ctx: Context) -> list[Field]:
+async def _monitoring_counts(ctx: Context) -> Section:
     now = ctx.now()
 
     def count(session: Session) -> tuple[dict[str, int], int, int, dict[str, int]]:
@@ -114,17 +127,29 @@ async def _monitoring_counts(ctx: Context) -> list[Field]:
         return states, muted or 0, incidents or 0, outbox
 
     states, muted, incidents, outbox = await ctx.db.read(count)
-    fields = [
-        Field("Endpoints", str(sum(states.values()))),
-        Field("Up", str(states.get("up", 0))),
-        Field("Down", str(states.get("down", 0))),
-        Field("Muted", str(muted)),
-        Field("Open incidents", str(incidents)),
-        Field("Queued messages", str(outbox.get("pending", 0))),
-    ]
-    if outbox.get("dead"):
-        fields.append(Field("Undeliverable messages", str(outbox["dead"])))
-    return fields
+    down, dead = states.get("down", 0), outbox.get("dead", 0)
+    section = Section(
+        [
+            Field("Endpoints", str(sum(states.values()))),
+            Field("Up", str(states.get("up", 0))),
+            Field("Down", str(down)),
+            Field("Muted", str(muted)),
+            Field("Open incidents", str(incidents)),
+            Field("Queued messages", str(outbox.get("pending", 0))),
+        ]
+    )
+    if down:
+        section.problems.append((Status.ERROR, f"{_count(down, 'endpoint')} down."))
+    if dead:
+        section.fields.append(Field("Undeliverable messages", str(dead)))
+        section.problems.append(
+            (Status.WARNING, f"{_count(dead, 'message')} could not be delivered.")
+        )
+    return section
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @command(
