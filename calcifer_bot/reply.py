@@ -12,7 +12,7 @@ from typing import Literal
 
 
 class Status(StrEnum):
-    """Drives the colour or symbol an adapter shows."""
+    """Drives the colour or symbol an adapter shows; members in rising severity."""
 
     OK = "ok"
     INFO = "info"

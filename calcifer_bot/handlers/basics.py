@@ -1,4 +1,4 @@
-"""help, status, whoami, integrations and roles."""
+"""help, status, whoami, integrations, roles and audit."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ class Section:
 
 
 StatusSection = Callable[[Context], Awaitable[Section]]
-_SEVERITY = [Status.OK, Status.INFO, Status.WARNING, Status.ERROR]
 
 # Each part of Calcifer adds its lines to `status` here (monitoring, git, …).
 STATUS_SECTIONS: list[StatusSection] = []
@@ -42,10 +41,10 @@ def status_section(fn: StatusSection) -> StatusSection:
 @command(
     "help",
     summary="List the commands you can run, or show how to use one",
-    args=[Arg("command", "a command name, e.g. `help endpoint add`", rest=True, default="")],
+    args=[Arg("command", "a command or group, e.g. `help role grant`", rest=True, default="")],
     aliases=["?"],
     visibility=Visibility.EPHEMERAL,
-    examples=["help", "help status", "help git"],
+    examples=["help", "help status", "help role"],
 )
 async def help_(ctx: Context, command: str) -> Reply:
     visible = ctx.core.registry.visible(ctx.role)
@@ -93,7 +92,7 @@ def _command_help(spec: Spec, role: Role) -> Reply:
 async def status(ctx: Context) -> Reply:
     sections = [await section(ctx) for section in STATUS_SECTIONS]
     problems = [problem for section in sections for problem in section.problems]
-    worst = max((level for level, _ in problems), key=_SEVERITY.index, default=Status.OK)
+    worst = max((level for level, _ in problems), key=list(Status).index, default=Status.OK)
     return Reply(
         title="Calcifer status",
         text=" ".join(text for _, text in problems) or "All clear.",
