@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from calcifer_bot.aio import blocking
 from calcifer_bot.core import Core
 from calcifer_bot.reply import Button, Command, Reply, Status
 
@@ -76,7 +77,8 @@ class ConsoleAdapter:
     async def run_lines(self, stream: TextIO) -> bool:
         """Each line of a non-interactive stream is a command; False if any failed."""
         ok = True
-        for line in stream:
+        # Read in a worker thread: a slow pipe must not hold up the event loop.
+        while line := await blocking(stream.readline):
             if line.strip() and not line.lstrip().startswith("#"):
                 ok = (await self.run_one(line, errors_to_stderr=True)).ok and ok
         return ok

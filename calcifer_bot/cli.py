@@ -80,8 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _chat(settings: Settings, command: str | None) -> int:
-    core = await runtime.open_core(settings)
-    try:
+    async with runtime.open_core(settings) as core:
         adapter = ConsoleAdapter(core)
         if command is not None:
             reply = await adapter.run_one(command, errors_to_stderr=True)
@@ -90,36 +89,28 @@ async def _chat(settings: Settings, command: str | None) -> int:
             await adapter.run_interactive(runtime.history_file())
             return 0
         return 0 if await adapter.run_lines(sys.stdin) else 1
-    finally:
-        await runtime.close_core(core)
 
 
 async def _config_check(settings: Settings) -> int:
     print("Configuration is valid.")
     for key, value, origin in settings.describe():
         print(f"  {key:<22} {value}  ({origin})")
-    core = await runtime.open_core(settings)
-    try:
+    async with runtime.open_core(settings) as core:
         current, head = await blocking(core.db.revision)
         print(f"Database: ok ({core.db.kind}, schema {current}, newest {head})")
         results = await integrations.check_all()
-        print("Integrations:" if results else "Integrations: none installed")
-        for name, result in results.items():
-            print(f"  {name:<22} {result}")
-        skip = (integrations.Reachability.NOT_CONFIGURED, integrations.Reachability.DISABLED)
-        return 0 if all(r or r.state in skip for r in results.values()) else 1
-    finally:
-        await runtime.close_core(core)
+    print("Integrations:" if results else "Integrations: none installed")
+    for name, result in results.items():
+        print(f"  {name:<22} {result}")
+    skip = (integrations.Reachability.NOT_CONFIGURED, integrations.Reachability.DISABLED)
+    return 0 if all(r or r.state in skip for r in results.values()) else 1
 
 
 async def _db_upgrade(settings: Settings) -> int:
-    core = await runtime.open_core(settings)  # opening migrates
-    try:
+    async with runtime.open_core(settings) as core:  # opening migrates
         current, head = await blocking(core.db.revision)
-        print(f"Database schema at {current} (newest: {head}).")
-        return 0
-    finally:
-        await runtime.close_core(core)
+    print(f"Database schema at {current} (newest: {head}).")
+    return 0
 
 
 def _db_revision(message: str) -> int:

@@ -141,7 +141,6 @@ class Spec:
     slow: bool = False  # adapters acknowledge first and show "working…"
     visibility: Visibility = Visibility.CHANNEL
     examples: tuple[str, ...] = ()
-    details: str = ""
 
     @property
     def group(self) -> str:
@@ -238,7 +237,6 @@ class Registry:
         slow: bool = False,
         visibility: Visibility = Visibility.CHANNEL,
         examples: Iterable[str] = (),
-        details: str = "",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             spec = Spec(
@@ -252,7 +250,6 @@ class Registry:
                 slow=slow,
                 visibility=visibility,
                 examples=tuple(examples),
-                details=details,
             )
             if confirm:
                 yes = Arg("yes", "skip the confirmation", switch=True)

@@ -81,14 +81,8 @@ class Reply:
         return self.status is not Status.ERROR
 
     @classmethod
-    def error(cls, text: str, *, title: str | None = None, footer: str | None = None) -> Reply:
-        return cls(
-            text=text,
-            title=title,
-            status=Status.ERROR,
-            footer=footer,
-            visibility=Visibility.EPHEMERAL,
-        )
+    def error(cls, text: str, *, title: str | None = None) -> Reply:
+        return cls(text=text, title=title, status=Status.ERROR, visibility=Visibility.EPHEMERAL)
 
 
 @dataclass(frozen=True, slots=True)

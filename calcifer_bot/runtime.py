@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,9 @@ def history_file() -> Path:
     return state / "calcifer" / "chat_history"
 
 
-async def open_core(settings: Settings, clock: Clock = utcnow) -> Core:
-    """Open the database (migrating it to the newest schema) and build the core."""
+@asynccontextmanager
+async def open_core(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[Core]:
+    """The core on a database migrated to the newest schema; closed on leaving."""
     db = Database(settings.database_url)
     try:
         await blocking(db.upgrade)
@@ -42,12 +45,11 @@ async def open_core(settings: Settings, clock: Clock = utcnow) -> Core:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise CalciferError(f"cannot open the database {where}: {reason}") from None
     integrations.configure(settings)
-    return Core(settings, db, clock=clock)
-
-
-async def close_core(core: Core) -> None:
-    await integrations.close_all()
-    await blocking(core.db.dispose)
+    try:
+        yield Core(settings, db, clock=clock)
+    finally:
+        await integrations.close_all()
+        await blocking(db.dispose)
 
 
 async def run(settings: Settings, *, terminal: bool) -> None:
@@ -56,7 +58,11 @@ async def run(settings: Settings, *, terminal: bool) -> None:
     The console adapter runs when no chat platform is configured and stdin is
     a terminal (``terminal``).
     """
-    core = await open_core(settings)
+    async with open_core(settings) as core:
+        await _serve(core, settings, terminal)
+
+
+async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     runner = web.AppRunner(build_app(core.db, scheduler), shutdown_timeout=3.0)
     # Before the "listening" line: whoever acts on it may send a signal at once.
@@ -86,7 +92,6 @@ async def run(settings: Settings, *, terminal: bool) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=False)
         await runner.cleanup()
-        await close_core(core)
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:

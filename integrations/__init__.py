@@ -38,10 +38,6 @@ def integration_class(name: str) -> type[Integration]:
     return getattr(importlib.import_module(module), cls)
 
 
-def missing_modules(cls: type[Integration]) -> list[str]:
-    return [m for m in cls.requires if importlib.util.find_spec(m) is None]
-
-
 def get(name: str) -> Integration:
     if name not in REGISTRY:
         raise KeyError(f"no integration named {name!r}")
@@ -55,7 +51,7 @@ def get(name: str) -> Integration:
 async def check(name: str, seconds: float = 10.0) -> Connectivity:
     """``check_connectivity()`` of one integration, with a time limit."""
     cls = integration_class(name)
-    missing = missing_modules(cls)
+    missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
     if missing:
         hint = f"install calcifer[{cls.extra}]" if cls.extra else f"missing {', '.join(missing)}"
         return Connectivity(Reachability.DISABLED, hint)

@@ -71,8 +71,6 @@ def _command_help(spec: Spec, role: Role) -> Reply:
     if spec.role > role:
         return Reply.error(f"`{spec.name}` needs the {spec.role} role; you are {role}.")
     lines = [spec.summary + ".", f"Usage: `{spec.usage}`"]
-    if spec.details:
-        lines.append(spec.details)
     lines += [f"`{arg.label}` — {arg.help}" for arg in spec.args if arg.help]
     fields = [Field("Role", str(spec.role))]
     if spec.aliases:
