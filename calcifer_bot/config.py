@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from sqlalchemy.exc import ArgumentError
 
 from calcifer_bot.errors import ConfigError
 from calcifer_bot.logs import redact
+from calcifer_bot.parser import format_duration, parse_duration
 from calcifer_bot.roles import Role, check_identity
 
 DEFAULT_CONFIG_FILE = "calcifer.toml"
@@ -97,6 +99,45 @@ class HttpSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)  # 0 picks a free port (tests)
 
 
+def _duration(value: Any) -> Any:
+    """TOML durations are strings like "10s" or "48h"; plain numbers are seconds."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class MonitoringSettings(_Section):
+    """``[monitoring]``: how the engine checks, groups, reminds and keeps history."""
+
+    retry_interval: Duration = timedelta(seconds=10)  # re-check while a state change is pending
+    group_window: Duration = timedelta(seconds=30)  # downs this close share one message
+    raw_retention: Duration = timedelta(hours=48)  # raw results, then 5-minute rollups
+    rollup_retention: Duration = timedelta(days=400)
+    reminder: Duration | None = None  # remind while down; off by default
+    flap_high: float = Field(default=50.0, gt=0, le=100)  # % state change that starts flapping
+    flap_low: float = Field(default=25.0, gt=0, le=100)  # … and that ends it
+    concurrency: int = Field(default=500, ge=1, le=20000)
+
+    @field_validator("reminder")
+    @classmethod
+    def _check_reminder(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=5):
+            raise ValueError("reminders are at least 5 minutes apart")
+        return value
+
+    @field_validator("retry_interval", "group_window", "raw_retention", "rollup_retention")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a duration above zero")
+        return value
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -135,6 +176,7 @@ class Settings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     # Validated by the monitoring and notification integrations that own them.
     endpoints: tuple[dict[str, Any], ...] = ()
     notifications: dict[str, Any] = Field(default_factory=dict)
@@ -211,6 +253,8 @@ def _show(value: Any) -> str:
         return "set (hidden)"
     if value is None:
         return "not set"
+    if isinstance(value, timedelta):
+        return format_duration(value)
     if isinstance(value, frozenset | tuple):
         return ", ".join(str(v) for v in sorted(value, key=str)) or "none"
     return str(value)

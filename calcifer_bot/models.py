@@ -83,11 +83,19 @@ class Endpoint(Base):
     state_since: Mapped[datetime | None]
     fail_streak: Mapped[int] = mapped_column(default=0)
     ok_streak: Mapped[int] = mapped_column(default=0)
+    streak_since: Mapped[datetime | None]  # first result of the current streak
+    # The newest raw results, "1" up / "0" down, oldest first: flap detection needs no query.
+    recent: Mapped[str] = mapped_column(String(32), default="")
+    flapping: Mapped[bool] = mapped_column(default=False)
+    flap_ref: Mapped[str | None] = mapped_column(String(64))
     last_checked_at: Mapped[datetime | None]
-    last_latency_ms: Mapped[float | None]
+    last_latency_ms: Mapped[float | None]  # of the last successful check
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_push_at: Mapped[datetime | None]
+    remind_s: Mapped[float | None]  # remind while down; None = the configured default
     muted_until: Mapped[datetime | None]
     mute_reason: Mapped[str | None] = mapped_column(Text)
+    muted_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -121,27 +129,79 @@ class Incident(Base):
     acked_at: Mapped[datetime | None]
     ack_note: Mapped[str | None] = mapped_column(Text)
     last_reminder_at: Mapped[datetime | None]
+    detected_at: Mapped[datetime | None]  # when the failures reached the threshold
+    latency_before_ms: Mapped[float | None]
+    # The chat message that announces it ("alert:17"); several incidents share one
+    # when they are grouped, folded into a parent or held by a group's quorum.
+    alert_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Why no alert of its own: muted, maintenance, flapping, parent, quorum.
+    suppressed: Mapped[str | None] = mapped_column(String(32))
 
-    messages: Mapped[list[AlertMessage]] = relationship(
-        back_populates="incident", cascade="all, delete-orphan"
-    )
+    endpoint: Mapped[Endpoint] = relationship()
 
 
 class AlertMessage(Base):
-    """Where an alert was posted, so recovery can thread and edit it after a restart."""
+    """Where a message was posted, so it can be edited and threaded after a restart.
+
+    ``ref`` is the outbox's name for the message ("alert:17"); adapters store
+    and look up only that, so they know nothing of what the message is about.
+    """
 
     __tablename__ = "alert_messages"
-    __table_args__ = (UniqueConstraint("incident_id", "platform", "channel"),)
+    __table_args__ = (UniqueConstraint("ref", "platform", "channel"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    ref: Mapped[str] = mapped_column(String(64))
     platform: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(200))
     message_id: Mapped[str] = mapped_column(String(200))  # Slack ts, Discord message id
     thread_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
 
-    incident: Mapped[Incident] = relationship(back_populates="messages")
+
+class EndpointGroup(Base):
+    """A ``--group``: with a quorum above 1, one alert when that many members are down."""
+
+    __tablename__ = "endpoint_groups"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    quorum: Mapped[int] = mapped_column(default=1)
+    alert_ref: Mapped[str | None] = mapped_column(String(64))  # the open group alert
+    down_since: Mapped[datetime | None]
+
+
+class MaintenanceWindow(Base):
+    """Planned downtime: alerts are held while it is active, history is kept."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    starts_at: Mapped[datetime]
+    duration_s: Mapped[float]
+    every: Mapped[str | None] = mapped_column(String(8))  # None, "day", "week"
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    announced_end: Mapped[datetime | None]  # the last window end that was announced
+
+
+class CheckRollup(Base):
+    """Five minutes of one endpoint's results, once the raw rows have aged out."""
+
+    __tablename__ = "check_rollups"
+
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    checks: Mapped[int]
+    failures: Mapped[int]
+    latency_p50_ms: Mapped[float | None]
+    latency_p95_ms: Mapped[float | None]
+    latency_max_ms: Mapped[float | None]
 
 
 class OutboxMessage(Base):

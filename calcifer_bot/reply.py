@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -83,6 +83,29 @@ class Reply:
     @classmethod
     def error(cls, text: str, *, title: str | None = None) -> Reply:
         return cls(text=text, title=title, status=Status.ERROR, visibility=Visibility.EPHEMERAL)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON for the outbox. Attachments and message references do not travel."""
+        return {
+            "text": self.text,
+            "title": self.title,
+            "status": str(self.status),
+            "fields": [[f.name, f.value, f.inline] for f in self.fields],
+            "footer": self.footer,
+            "buttons": [[b.label, b.command, b.style] for b in self.buttons],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
+        return cls(
+            text=data["text"],
+            title=data.get("title"),
+            status=Status(data.get("status", "info")),
+            fields=tuple(Field(n, v, i) for n, v, i in data.get("fields", ())),
+            footer=data.get("footer"),
+            buttons=tuple(Button(label, cmd, style) for label, cmd, style in data.get("buttons", ())),
+            visibility=Visibility.CHANNEL,
+        )
 
 
 @dataclass(frozen=True, slots=True)
