@@ -12,7 +12,8 @@ from typing import TextIO
 
 from calcifer_bot.aio import blocking
 from calcifer_bot.core import Core
-from calcifer_bot.reply import Button, Command, Reply, Status
+from calcifer_bot.outbox import Delivery
+from calcifer_bot.reply import Button, Command, MessageRef, Reply, Status
 
 PLATFORM = "console"
 USER = "local"
@@ -70,6 +71,15 @@ class ConsoleAdapter:
         stream = self.err if errors_to_stderr and not reply.ok else self.out
         print(render(reply), file=stream, flush=True)
         return reply
+
+    async def deliver(self, delivery: Delivery) -> MessageRef:
+        """Print an alert from the outbox; edits and thread replies are printed as such."""
+        lead = {"post": "", "update": "(updated) ", "reply": "  ↳ "}[delivery.op]
+        text = render(delivery.reply)
+        if delivery.op == "reply":
+            text = text.replace("\n", "\n    ")
+        print(f"{lead}{text}", file=self.out, flush=True)
+        return MessageRef(PLATFORM, delivery.channel or PLATFORM, str(delivery.id))
 
     async def _progress(self, text: str) -> None:
         print(f"… {text}", file=self.err, flush=True)

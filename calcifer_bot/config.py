@@ -42,6 +42,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "CALCIFER_DATABASE_URL": ("database_url",),
     "CALCIFER_HTTP_HOST": ("http", "host"),
     "CALCIFER_HTTP_PORT": ("http", "port"),
+    "CALCIFER_PUBLIC_URL": ("http", "public_url"),
     "CALCIFER_GIT_REPO": ("git_repo",),
     "CALCIFER_ADMINS": ("admins",),
     "CALCIFER_OPERATORS": ("operators",),
@@ -97,6 +98,14 @@ class _Section(BaseModel):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0 picks a free port (tests)
+    # How others reach this server (push URLs); behind a reverse proxy it differs.
+    public_url: str | None = None
+
+    _check_public = field_validator("public_url")(lambda v: _url(v, ("http", "https")))
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 def _duration(value: Any) -> Any:

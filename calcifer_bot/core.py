@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -18,12 +19,15 @@ from calcifer_bot.commands import Context, Progress, Registry, Spec, UnknownComm
 from calcifer_bot.commands import registry as default_registry
 from calcifer_bot.config import Settings
 from calcifer_bot.db import Database
+from calcifer_bot.engine import Engine
 from calcifer_bot.errors import CalciferError, PermissionDenied, UsageError
 from calcifer_bot.logs import redact
 from calcifer_bot.models import AuditEntry, RoleGrant
+from calcifer_bot.outbox import Outbox
 from calcifer_bot.parser import quote, tokenize
 from calcifer_bot.reply import Button, Command, Field, Reply, Status, Visibility
 from calcifer_bot.roles import Resolved, Role, resolve
+from calcifer_bot.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,11 @@ class Core:
         self.clock = clock
         self.started_at = clock()
         self._secrets = sorted(settings.secret_values(), key=len, reverse=True)
+        # Set whenever something is enqueued, so deliverers need not poll hard.
+        self.outbox_wake = asyncio.Event()
+        self.outbox = Outbox(db, clock)
+        self.engine = Engine(settings, db, clock, on_enqueue=self.outbox_wake.set)
+        self.scheduler = Scheduler(self.engine, clock)
 
     def lookup(self, text: str) -> Spec | None:
         return self.registry.lookup(text)

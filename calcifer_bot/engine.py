@@ -137,7 +137,9 @@ class Engine:
     def _step(self, session: Session, ep: Endpoint, o: Observation) -> float:
         ep.last_checked_at = o.at
         if o.ok:
-            ep.last_latency_ms, ep.last_error = o.latency_ms, None
+            ep.last_error = o.error  # a warning, if anything
+            if o.latency_ms is not None:
+                ep.last_latency_ms = o.latency_ms
             if ep.ok_streak == 0:
                 ep.streak_since = o.at
             ep.ok_streak, ep.fail_streak = ep.ok_streak + 1, 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 import integrations
@@ -22,7 +23,10 @@ from calcifer_bot.aio import blocking
 from calcifer_bot.config import Settings
 from calcifer_bot.core import Clock, Core, utcnow
 from calcifer_bot.db import Database
+from calcifer_bot.endpoints import definitions_from_config, sync_from_config
 from calcifer_bot.errors import CalciferError
+from calcifer_bot.models import Endpoint
+from calcifer_bot.outbox import run_deliveries
 from calcifer_bot.web import build_app
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,20 @@ async def open_core(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[
         await blocking(db.dispose)
 
 
+async def sync_endpoints(core: Core) -> None:
+    """Make the endpoints declared in the TOML file match the database."""
+    defs = definitions_from_config(core.settings.endpoints)
+    if not defs and not core.settings.endpoints:
+        has_configured = await core.db.read(
+            lambda s: s.scalar(select(Endpoint.id).where(Endpoint.source == "config").limit(1))
+        )
+        if not has_configured:
+            return
+    now = core.clock()
+    for change in await core.db.write(lambda s: sync_from_config(s, defs, now)):
+        log.info("endpoints from the configuration: %s", change)
+
+
 async def run(settings: Settings, *, terminal: bool) -> None:
     """The main job; returns after SIGINT/SIGTERM (or Ctrl-D on the console).
 
@@ -59,17 +77,21 @@ async def run(settings: Settings, *, terminal: bool) -> None:
     a terminal (``terminal``).
     """
     async with open_core(settings) as core:
+        await sync_endpoints(core)
         await _serve(core, settings, terminal)
 
 
 async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
-    runner = web.AppRunner(build_app(core.db, scheduler), shutdown_timeout=3.0)
+    runner = web.AppRunner(build_app(core, scheduler), shutdown_timeout=3.0)
     # Before the "listening" line: whoever acts on it may send a signal at once.
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    count = await core.scheduler.load()
+    log.info("monitoring %d endpoints", count)
     try:
+        core.scheduler.start(scheduler)
         scheduler.start()
         await runner.setup()
         await _listen(runner, settings)
@@ -77,20 +99,31 @@ async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
         for name in chat:
             log.warning("%s credentials are set, but this build has no %s adapter yet", name, name)
         waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+        background: list[asyncio.Task[Any]] = []
         if terminal and not chat:
             adapter = ConsoleAdapter(core)
             waits.append(
                 asyncio.create_task(adapter.run_interactive(history_file(), ctrl_c_exits=True))
             )
+            background.append(
+                asyncio.create_task(
+                    run_deliveries(
+                        core.outbox, adapter.deliver, ("console",), wake=core.outbox_wake
+                    )
+                )
+            )
         elif not chat:
             log.info("no chat credentials and stdin is not a terminal: running without chat")
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits:
+        for task in waits + background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         log.info("shutting down")
     finally:
         if scheduler.running:
             scheduler.shutdown(wait=False)
+        await core.scheduler.stop()
+        await core.outbox.release()
         await runner.cleanup()
 
 

@@ -1,4 +1,4 @@
-"""Calcifer's HTTP server: health and readiness now; adapters add their routes."""
+"""Calcifer's HTTP server: health, readiness, push heartbeats; adapters add their routes."""
 
 from __future__ import annotations
 
@@ -8,19 +8,29 @@ from aiohttp import web
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from calcifer_bot.db import Database
+from calcifer_bot.core import Core
 
-DB_KEY = web.AppKey("db", Database)
+CORE_KEY = web.AppKey("core", Core)
 SCHEDULER_KEY = web.AppKey("scheduler", BaseScheduler)
 
 
-def build_app(db: Database, scheduler: BaseScheduler) -> web.Application:
+def build_app(core: Core, scheduler: BaseScheduler) -> web.Application:
     app = web.Application()
-    app[DB_KEY] = db
+    app[CORE_KEY] = core
     app[SCHEDULER_KEY] = scheduler
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_route("GET", "/push/{token}", push)
+    app.router.add_route("POST", "/push/{token}", push)
     return app
+
+
+async def push(request: web.Request) -> web.Response:
+    """A heartbeat: an application or a cron job says it is alive."""
+    name = await request.app[CORE_KEY].scheduler.push(request.match_info["token"])
+    if name is None:
+        return web.json_response({"ok": False, "error": "unknown push token"}, status=404)
+    return web.json_response({"ok": True, "endpoint": name})
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -31,7 +41,7 @@ async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(2):
-            await request.app[DB_KEY].ping()
+            await request.app[CORE_KEY].db.ping()
         checks["database"] = "ok"
     except (TimeoutError, SQLAlchemyError) as exc:
         checks["database"] = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__

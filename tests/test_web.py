@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from calcifer_bot.core import Core
 from calcifer_bot.db import Database
 from calcifer_bot.web import build_app
 
@@ -26,45 +27,45 @@ async def scheduler() -> AsyncIterator[AsyncIOScheduler]:
         scheduler.shutdown(wait=False)
 
 
-async def get(db: Database, scheduler: AsyncIOScheduler, path: str) -> tuple[int, Any]:
-    async with TestClient(TestServer(build_app(db, scheduler))) as client:
+async def get(core: Core, scheduler: AsyncIOScheduler, path: str) -> tuple[int, Any]:
+    async with TestClient(TestServer(build_app(core, scheduler))) as client:
         response = await client.get(path)
         return response.status, await response.json()
 
 
 async def test_healthz_is_ok_even_when_not_ready(
-    database: Database, scheduler: AsyncIOScheduler
+    core: Core, scheduler: AsyncIOScheduler
 ) -> None:
-    assert await get(database, scheduler, "/healthz") == (200, {"status": "ok"})
+    assert await get(core, scheduler, "/healthz") == (200, {"status": "ok"})
 
 
 async def test_readyz_ok_with_database_and_running_scheduler(
-    database: Database, scheduler: AsyncIOScheduler
+    core: Core, scheduler: AsyncIOScheduler
 ) -> None:
     scheduler.start()
 
-    assert await get(database, scheduler, "/readyz") == (
+    assert await get(core, scheduler, "/readyz") == (
         200,
         {"status": "ok", "checks": {"database": "ok", "scheduler": "ok"}},
     )
 
 
 async def test_readyz_unavailable_while_the_scheduler_is_stopped(
-    database: Database, scheduler: AsyncIOScheduler
+    core: Core, scheduler: AsyncIOScheduler
 ) -> None:
-    status, body = await get(database, scheduler, "/readyz")
+    status, body = await get(core, scheduler, "/readyz")
 
     assert status == 503
     assert body == {"status": "unavailable", "checks": {"database": "ok", "scheduler": "stopped"}}
 
 
 async def test_readyz_unavailable_when_the_database_is_unreachable(
-    scheduler: AsyncIOScheduler,
+    core: Core, scheduler: AsyncIOScheduler
 ) -> None:
     scheduler.start()
     db = Database(UNREACHABLE)
     try:
-        status, body = await get(db, scheduler, "/readyz")
+        status, body = await get(Core(core.settings, db), scheduler, "/readyz")
     finally:
         db.dispose()
 
