@@ -79,7 +79,7 @@ class ConsoleAdapter:
         if delivery.op == "reply":
             text = text.replace("\n", "\n    ")
         print(f"{lead}{text}", file=self.out, flush=True)
-        return MessageRef(PLATFORM, delivery.channel or PLATFORM, str(delivery.id))
+        return MessageRef(PLATFORM, delivery.channel, str(delivery.id))
 
     async def _progress(self, text: str) -> None:
         print(f"… {text}", file=self.err, flush=True)

@@ -233,7 +233,7 @@ def _sync_one(
     if clash is not None and clash.source != "config":
         raise UsageError("an endpoint of that name was added in chat; rename one of them")
     if old is not None:
-        old.name = f"\x00{old.name}"  # step aside so build() sees no duplicate
+        old.name = f"~{old.id}"  # step aside so build() sees no duplicate; "~" is no name
         session.flush()
     new = build(d, session, now, source="config")
     if old is None:

@@ -67,6 +67,7 @@ class Scheduler:
         self._next_housekeeping: datetime | None = None
         self._next_rollup: datetime | None = None
         self._tick_lock = asyncio.Lock()
+        self.counts = {"up": 0, "down": 0}  # checks run by this process, for /metrics
 
     # -- what to check ------------------------------------------------------
 
@@ -153,11 +154,16 @@ class Scheduler:
         batch, self._results = self._results, []
         if not batch:
             return
-        delays = await self.engine.apply(batch)
+        delays = await self._apply(batch)
         for o in batch:
             if o.endpoint_id in self.planned and o.endpoint_id in delays:
                 if o.endpoint_id not in self._due:  # a check-now may have rescheduled it
                     self._schedule(o.endpoint_id, o.at.timestamp() + delays[o.endpoint_id])
+
+    async def _apply(self, batch: list[Observation]) -> dict[int, float]:
+        for o in batch:
+            self.counts["up" if o.ok else "down"] += 1
+        return await self.engine.apply(batch)
 
     async def _periodic(self, now: datetime) -> None:
         if self._next_housekeeping is None or now >= self._next_housekeeping:
@@ -178,7 +184,7 @@ class Scheduler:
             plan = self.planned[endpoint_id]
         result = await self._check(plan)
         at = self.clock()
-        delays = await self.engine.apply([_observation(endpoint_id, at, result)])
+        delays = await self._apply([_observation(endpoint_id, at, result)])
         if endpoint_id in delays:
             self._schedule(endpoint_id, at.timestamp() + delays[endpoint_id])
         ep = await self.engine.db.read(lambda s: s.get(Endpoint, endpoint_id))
@@ -204,7 +210,7 @@ class Scheduler:
         if plan is not None:
             plan.last_push_at = now
         # A heartbeat is a successful check: a push endpoint recovers on it without waiting.
-        delays = await self.engine.apply([Observation(endpoint_id, now, True)])
+        delays = await self._apply([Observation(endpoint_id, now, True)])
         if endpoint_id in delays and plan is not None:
             self._schedule(endpoint_id, now.timestamp() + max(delays[endpoint_id], plan.interval_s))
         return name

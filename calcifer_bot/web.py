@@ -20,9 +20,17 @@ def build_app(core: Core, scheduler: BaseScheduler) -> web.Application:
     app[SCHEDULER_KEY] = scheduler
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_)
     app.router.add_route("GET", "/push/{token}", push)
     app.router.add_route("POST", "/push/{token}", push)
     return app
+
+
+async def metrics_(request: web.Request) -> web.Response:
+    from calcifer_bot import metrics  # prometheus_client is slow to import; few runs scrape
+
+    body = await metrics.render(request.app[CORE_KEY])
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def push(request: web.Request) -> web.Response:

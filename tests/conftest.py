@@ -102,10 +102,13 @@ def settings_env() -> dict[str, str]:
 
 
 @pytest.fixture
-async def core(database: Database, settings_env: dict[str, str], clock: FakeClock) -> Core:
+async def core(
+    database: Database, settings_env: dict[str, str], clock: FakeClock
+) -> AsyncIterator[Core]:
     settings = make_settings(database.url.render_as_string(hide_password=False), **settings_env)
     integrations.configure(settings)
-    return Core(settings, database, clock=clock)
+    yield Core(settings, database, clock=clock)
+    await integrations.close_all()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -279,3 +280,58 @@ def test_run_stops_cleanly_on_a_signal_right_after_it_listens(tmp_path: Path) ->
 
         assert server.proc.wait(timeout=5) == 0
     assert "shutting down" in server.log
+
+
+def test_run_checks_the_endpoints_of_the_config_file(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    open_port, closed_port = listener.getsockname()[1], closed.getsockname()[1]
+    closed.close()
+    (tmp_path / "calcifer.toml").write_text(
+        f"""
+[[endpoints]]
+name = "listening"
+type = "tcp"
+target = "127.0.0.1:{open_port}"
+interval = "1s"
+timeout = "1s"
+
+[[endpoints]]
+name = "refusing"
+type = "tcp"
+target = "127.0.0.1:{closed_port}"
+interval = "1s"
+timeout = "1s"
+failures = 1
+"""
+    )
+    try:
+        with running(tmp_path) as server:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                metrics = fetch(server.port, "/metrics")
+                if 'endpoint="refusing"' in metrics and 'endpoint="listening"' in metrics:
+                    break
+                time.sleep(0.2)
+            server.proc.send_signal(signal.SIGTERM)
+            assert server.proc.wait(timeout=5) == 0
+    finally:
+        listener.close()
+
+    up = {
+        line.split('endpoint="')[1].split('"')[0]: line.rsplit(" ", 1)[1]
+        for line in metrics.splitlines()
+        if line.startswith("calcifer_endpoint_up{")
+    }
+    assert up == {"listening": "1.0", "refusing": "0.0"}
+    assert "endpoints from the configuration: added listening" in server.log
+    assert "Traceback" not in server.log
+
+
+def fetch(port: int, path: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()

@@ -73,3 +73,29 @@ async def test_readyz_unavailable_when_the_database_is_unreachable(
     assert body["status"] == "unavailable"
     assert body["checks"]["scheduler"] == "ok"
     assert body["checks"]["database"] not in ("ok", "timed out")
+
+
+async def test_metrics_in_prometheus_format(core: Core, scheduler: AsyncIOScheduler) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.conftest import ChatBot
+
+    bot = ChatBot(core)
+    await bot.say("endpoint add nas tcp 127.0.0.1:1 --failures 1")
+    await bot.say("check nas")  # port 1: refused, so down at once
+
+    async with TestClient(TestServer(build_app(core, scheduler))) as client:
+        response = await client.get("/metrics")
+        body = await response.text()
+
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert samples[("calcifer_endpoint_up", (("endpoint", "nas"), ("kind", "tcp")))] == 0.0
+    assert samples[("calcifer_incidents_open", ())] == 1.0
+    assert samples[("calcifer_checks_total", (("result", "down"),))] == 1.0
+    assert samples[("calcifer_outbox_messages", (("status", "pending"),))] == 1.0

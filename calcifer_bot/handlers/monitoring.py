@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import integrations
 from calcifer_bot import history
 from calcifer_bot.aio import blocking
 from calcifer_bot.alerts import ago, target_of
@@ -20,6 +19,7 @@ from calcifer_bot.models import Endpoint, EndpointGroup, Incident, MaintenanceWi
 from calcifer_bot.parser import format_duration
 from calcifer_bot.reply import Attachment, Button, Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role
+from integrations.monitoring import generate_endpoint_documentation
 
 def _window(text: str) -> timedelta:
     value = duration(text)
@@ -453,7 +453,7 @@ async def incidents(ctx: Context, open: bool, count: int) -> Reply:
         )
         if open:
             query = query.where(Incident.resolved_at.is_(None))
-        return [(i, n) for i, n in session.execute(query).tuples()]
+        return [(i, n) for i, n in session.execute(query)]
 
     found = await ctx.db.read(rows)
     if not found:
@@ -546,8 +546,7 @@ async def graph(ctx: Context, name: str, window: timedelta) -> Reply:
 )
 async def doc(ctx: Context, name: str) -> Reply:
     ep = await ctx.db.read(lambda s: endpoint_named(s, name))
-    monitoring = integrations.get("monitoring")
-    text = monitoring.generate_endpoint_documentation(ep)  # type: ignore[attr-defined]
+    text = generate_endpoint_documentation(ep)
     return Reply(
         title=f"{name}: documentation",
         text=text,
