@@ -96,7 +96,7 @@ def _render_one(
         names = ", ".join(c.endpoint.name for c in affected[:10])
         more = f" and {len(affected) - 10} more" if len(affected) > 10 else ""
         fields.append(
-            Field(f"{len(affected)} dependent endpoints affected", names + more, inline=False)
+            Field(f"{_count(len(affected), 'dependent endpoint')} affected", names + more, False)
         )
     context = _context(session, incident)
     if context:
@@ -147,7 +147,7 @@ def _render_many(primary: list[Incident], children: list[Incident], now: datetim
     down = [i for i in primary if i.resolved_at is None]
     lines = [_line(i, now) for i in primary]
     if children:
-        lines.append(f"{len(children)} dependent endpoints folded in.")
+        lines.append(f"{_count(len(children), 'dependent endpoint')} folded in.")
     lead = primary[0]
     if not down:
         return Reply(
@@ -178,7 +178,7 @@ def _render_group(session: Session, ref: str, incidents: list[Incident], now: da
     lead = incidents[0] if incidents else None
     if not open_:
         return Reply(
-            title=f"Resolved: group {name} is back above its quorum",
+            title=f"Resolved: group {name} recovered",
             text="\n".join(lines),
             status=Status.OK,
             footer=f"{len(down)} of {len(members)} down now; alerts at {quorum}",
@@ -194,6 +194,10 @@ def _render_group(session: Session, ref: str, incidents: list[Incident], now: da
         if lead and not lead.acked_at
         else (),
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def recovery(incident: Incident) -> Reply:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import String, cast, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from calcifer_bot import alerts
@@ -200,9 +200,10 @@ class Engine:
             self._quorum_down(session, ep, group, incident, now)
             return
         # Children that went down first keep their own message and are listed in this one.
-        for child in self._open_children(session, ep):
+        children = self._open_children(session, ep)
+        for child in children:
             child.parent_id = incident.id
-        lead = self._recent_alert(session, ep, now)
+        lead = None if children else self._recent_alert(session, ep, now)
         if lead is not None and lead.alert_ref:
             incident.alert_ref = lead.alert_ref
             self._update(session, ep, lead.alert_ref, now)
@@ -210,7 +211,10 @@ class Engine:
         incident.alert_ref = f"alert:{incident.id}"
         self._post(session, ep, incident.alert_ref, "alert", now, key=f"alert:{incident.id}")
 
-    def suppression(self, session: Session, ep: Endpoint, now: datetime) -> str | None:
+    def suppression(
+        self, session: Session, ep: Endpoint, now: datetime, *, flapping: bool = True
+    ) -> str | None:
+        """Why an alert for ``ep`` must not go out now, if it must not."""
         if ep.muted_until is not None and ep.muted_until > now:
             return "muted"
         windows = session.scalars(
@@ -218,7 +222,7 @@ class Engine:
         )
         if any(maintenance_active(w, now) for w in windows):
             return "maintenance"
-        if ep.flapping:
+        if flapping and ep.flapping:
             return "flapping"
         return None
 
@@ -255,7 +259,11 @@ class Engine:
         )
 
     def _recent_alert(self, session: Session, ep: Endpoint, now: datetime) -> Incident | None:
-        """An open alert to the same channel that went out within the grouping window."""
+        """An open alert to the same channel that went out within the grouping window.
+
+        The window is counted from the message's first alert, so a slow cascade
+        does not keep growing one message.
+        """
         since = now - self.policy.group_window
         candidates = session.scalars(
             select(Incident)
@@ -263,7 +271,7 @@ class Engine:
             .where(
                 Incident.resolved_at.is_(None),
                 Incident.suppressed.is_(None),
-                Incident.alert_ref.like("alert:%"),
+                Incident.alert_ref == literal("alert:") + cast(Incident.id, String),
                 Incident.detected_at >= since,
                 Incident.endpoint_id != ep.id,
             )
@@ -303,6 +311,16 @@ class Engine:
         if incident is None:
             return
         incident.resolved_at = ep.state_since
+        # Children still down now that their parent is back are outages of their own.
+        for child in session.scalars(
+            select(Incident).where(
+                Incident.parent_id == incident.id,
+                Incident.suppressed == "parent",
+                Incident.resolved_at.is_(None),
+            )
+        ):
+            child.parent_id, child.alert_ref = None, None
+            self._release(session, child.endpoint, "parent", now)
         ref = incident.alert_ref
         if ref is None:
             return  # never announced: muted, in maintenance or flapping throughout
@@ -341,6 +359,8 @@ class Engine:
         change = percent_state_change(ep.recent)
         if not ep.flapping and change >= self.policy.flap_high:
             ep.flapping = True
+            if self.suppression(session, ep, now, flapping=False):
+                return  # muted or in maintenance: not a word, as for its other alerts
             ep.flap_ref = f"flap:{ep.id}:{int(now.timestamp())}"
             reply = Reply(
                 title=f"{ep.name} is flapping",
@@ -352,13 +372,13 @@ class Engine:
         elif ep.flapping and change < self.policy.flap_low:
             ep.flapping = False
             ref, ep.flap_ref = ep.flap_ref, None
-            state = "down" if ep.fail_streak else "up"
-            reply = Reply(
-                title=f"{ep.name} is stable again",
-                text=f"{ep.name} has settled and is {state}.",
-                status=Status.ERROR if state == "down" else Status.OK,
-            )
             if ref:
+                state = "down" if ep.fail_streak else "up"
+                reply = Reply(
+                    title=f"{ep.name} is stable again",
+                    text=f"{ep.name} has settled and is {state}.",
+                    status=Status.ERROR if state == "down" else Status.OK,
+                )
                 self._reply(session, ep, ref, reply, "flapping", now, key=f"{ref}:stable")
                 done = Reply(
                     title=f"{ep.name} was flapping",
@@ -366,9 +386,7 @@ class Engine:
                     status=Status.INFO,
                 )
                 self._edit(session, ep, ref, done, now)
-            incident = _open_incident(session, ep.id)
-            if incident is not None and incident.suppressed == "flapping":
-                self._announce(session, ep, incident, now)
+            self._release(session, ep, "flapping", now)
 
     # -- actions from chat --------------------------------------------------
 
@@ -501,6 +519,19 @@ class Engine:
     def destination(self, ep: Endpoint) -> str:
         return ep.channel or self.settings.alert_channel or "console"
 
+    def _where(self, session: Session, ref: str, ep: Endpoint) -> str:
+        """Edits and thread replies go where the message was posted: its first incident's channel.
+
+        A folded child or a group member may alert to another channel than
+        the message it joins.
+        """
+        kind, _, rest = ref.partition(":")
+        if kind in ("alert", "group"):
+            lead = session.get(Incident, int(rest.rsplit(":", 1)[-1]))
+            if lead is not None:
+                return self.destination(lead.endpoint)
+        return self.destination(ep)
+
     def _post(
         self,
         session: Session,
@@ -526,7 +557,7 @@ class Engine:
 
     def _edit(self, session: Session, ep: Endpoint, ref: str, reply: Reply, now: datetime) -> None:
         enqueue(
-            session, key=unique_key(f"update:{ref}"), destination=self.destination(ep),
+            session, key=unique_key(f"update:{ref}"), destination=self._where(session, ref, ep),
             kind="update", reply=reply, now=now, op="update", ref=ref,
         )
 
@@ -535,7 +566,7 @@ class Engine:
         *, key: str,
     ) -> None:
         enqueue(
-            session, key=key, destination=self.destination(ep), kind=kind, reply=reply,
+            session, key=key, destination=self._where(session, ref, ep), kind=kind, reply=reply,
             now=now, op="reply", ref=ref,
         )
 
