@@ -161,9 +161,7 @@ def _render_many(primary: list[Incident], children: list[Incident], now: datetim
         text=f"Since {ago(lead.started_at, now)}.\n" + "\n".join(lines),
         status=Status.ERROR,
         footer=_footer(lead),
-        buttons=(
-            () if lead.acked_at else (Button("Acknowledge", f"ack {lead.id}", "primary"),)
-        ),
+        buttons=(() if lead.acked_at else (Button("Acknowledge", f"ack {lead.id}", "primary"),)),
     )
 
 

@@ -1,4 +1,4 @@
-"""``calcifer``: run, chat, config check, db upgrade.
+"""``calcifer``: run, chat, probe, config check, db upgrade.
 
 Exit status: 0 success, 1 a command or check failed, 2 bad usage or configuration.
 """
@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
+import json
+import math
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import IO, Any, TypeVar
 
 import integrations
 from adapters.console import ConsoleAdapter
@@ -17,8 +23,11 @@ from calcifer_bot import __version__, runtime
 from calcifer_bot.aio import blocking
 from calcifer_bot.config import Settings, load_settings
 from calcifer_bot.db import Database
-from calcifer_bot.errors import CalciferError
+from calcifer_bot.errors import CalciferError, UsageError
 from calcifer_bot.logs import setup_logging
+
+T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="validate configuration, test every integration"
     )
 
+    probe = sub.add_parser(
+        "probe",
+        help="check ad-hoc targets once (no database, no configuration)",
+        description="One sweep over targets, one per line: icmp://HOST, tcp://HOST:PORT, "
+        "http://…, https://… (also tls://HOST:PORT, dns://NAME). Exit status 0 when all are "
+        "up, 1 when any is down, 2 on bad input.",
+    )
+    probe.add_argument(
+        "-f", dest="file", metavar="FILE", help="read targets from FILE, one per line; - is stdin"
+    )
+    probe.add_argument(
+        "--concurrency", type=_positive(int), default=500, metavar="N", help="default 500"
+    )
+    probe.add_argument(
+        "--timeout", type=_positive(float), default=5.0, metavar="SECONDS", help="default 5"
+    )
+    probe.add_argument("--json", action="store_true", help="one JSON object per line")
+    probe.add_argument("targets", nargs="*", metavar="TARGET")
+
     db = sub.add_parser("db", help="database")
     db_sub = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations")
@@ -51,8 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(kind: Callable[[str], N]) -> Callable[[str], N]:
+    """An argparse type: ``kind(text)``, more than 0."""
+
+    def convert(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+        return value
+
+    return convert
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.action == "probe":  # needs neither configuration nor database
+        try:
+            return _probe(args)
+        except KeyboardInterrupt:
+            return 130
     try:
         settings = load_settings(args.config)
     except CalciferError as exc:
@@ -125,3 +173,164 @@ def _db_revision(message: str) -> int:
     if not written:
         print("The models and the migrations agree: no migration needed.")
     return 0
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from integrations.monitoring import parse_probe_line
+
+    lines = _probe_lines(args)
+    if lines is None:
+        return 2
+    targets, problems = [], []
+    for where, text in lines:
+        try:
+            target = parse_probe_line(text)
+        except UsageError as exc:
+            problems.append(f"{where}: {exc.message}")
+            continue
+        targets.append(dataclasses.replace(target, timeout_s=args.timeout))
+    for problem in problems:  # all of them at once: fixing one at a time is tedious
+        print(f"calcifer: {problem}", file=sys.stderr)
+    if problems:
+        print("calcifer: nothing was checked", file=sys.stderr)
+        return 2
+    if not targets:
+        print(
+            "calcifer: no targets: give them as arguments, or one per line with -f FILE "
+            "(-f - reads stdin)",
+            file=sys.stderr,
+        )
+        return 2
+    setup_logging("WARNING")
+    _raise_file_limit(args.concurrency)
+    return _run_fast(_probe_sweep(targets, args.concurrency, args.json))
+
+
+def _probe_lines(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    """(where, text) of every target line; None (message printed) when the file is unreadable."""
+    found: list[tuple[str, str]] = []
+    if args.file is not None:
+        name = "stdin" if args.file == "-" else args.file
+        try:
+            if args.file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.file, encoding="utf-8") as f:
+                    text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"calcifer: cannot read {name}: {getattr(exc, 'strerror', exc)}", file=sys.stderr)
+            return None
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                found.append((f"{name} line {number}", line))
+    found += [(f"argument {i}", t.strip()) for i, t in enumerate(args.targets, start=1)]
+    return found
+
+
+def _raise_file_limit(concurrency: int) -> None:
+    # Each check in flight holds a socket; the usual soft limit of 1024 is below
+    # what --concurrency may ask for, and the hard limit is usually far above.
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = concurrency + 64
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            top = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+
+
+def _run_fast(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when the ``fast`` extra is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+async def _probe_sweep(targets: list[Any], concurrency: int, as_json: bool) -> int:
+    from calcifer_bot import http
+    from integrations.monitoring import MonitoringIntegration, Result
+
+    width = min(60, max(len(t.display) for t in targets))
+    progress = _Progress(len(targets), sys.stderr)
+    ready: dict[int, Result] = {}
+    printed = 0
+
+    def line(index: int, result: Result) -> str:
+        target = targets[index].display
+        latency = None if result.latency_ms is None else round(result.latency_ms, 3)
+        if as_json:
+            record: dict[str, Any] = {
+                "target": target,
+                "up": result.ok,
+                "latency_ms": latency,
+                "error": result.error,
+            }
+            if result.warning:
+                record["warning"] = result.warning
+            return json.dumps(record)
+        shown = "-" if latency is None else f"{latency:.1f} ms"
+        note = result.error or result.warning or ""
+        return (
+            f"{target:<{width}}  {'up' if result.ok else 'down':<4}  {shown:>10}  {note}".rstrip()
+        )
+
+    def on_result(index: int, result: Result) -> None:
+        nonlocal printed
+        ready[index] = result
+        # Printed in input order as soon as every earlier one is in: streams, yet stable.
+        if printed in ready:
+            progress.clear()
+            while printed in ready:
+                print(line(printed, ready.pop(printed)))
+                printed += 1
+            sys.stdout.flush()
+        progress.update(printed + len(ready))
+
+    monitoring = MonitoringIntegration()
+    try:
+        results = await monitoring.sweep(targets, concurrency, on_result)
+    finally:
+        progress.clear()
+        await monitoring.close()
+        await http.close()
+    return 0 if all(r.ok for r in results) else 1
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; silent when the stream is not one."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.done = 0
+        self.drawn_at = 0.0
+        self.visible = False
+
+    def update(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if not self.enabled or (now - self.drawn_at < 0.1 and done < self.total):
+            return
+        self.drawn_at = now
+        filled = self.WIDTH * done // self.total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {done}/{self.total}")
+        self.stream.flush()
+        self.visible = True
+
+    def clear(self) -> None:
+        if self.visible:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.visible = False

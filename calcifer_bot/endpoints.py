@@ -161,8 +161,10 @@ def definitions_from_config(entries: tuple[dict[str, Any], ...]) -> list[Definit
                 raise ConfigError(f"{where}: unknown field {key!r}")
             if attr in _DURATIONS:
                 try:
-                    value = parse_duration(value) if isinstance(value, str) else timedelta(
-                        seconds=float(value)
+                    value = (
+                        parse_duration(value)
+                        if isinstance(value, str)
+                        else timedelta(seconds=float(value))
                     )
                 except (ValueError, TypeError) as exc:
                     raise ConfigError(f"{where}: {key}: {exc}") from None

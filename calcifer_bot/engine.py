@@ -8,11 +8,12 @@ an alert: the state lives in the database, not in memory.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import String, cast, func, insert, literal, select
 from sqlalchemy.orm import Session
@@ -51,7 +52,7 @@ class Observation:
 
 def percent_state_change(recent: str) -> float:
     """Nagios-style flap measure: share of result changes, newer ones weighted more."""
-    changes = [a != b for a, b in zip(recent, recent[1:], strict=False)]
+    changes = [a != b for a, b in itertools.pairwise(recent)]
     if len(changes) < 2:
         return 0.0
     n = len(changes)
@@ -281,7 +282,12 @@ class Engine:
         return next((i for i in candidates if self.destination(i.endpoint) == mine), None)
 
     def _quorum_down(
-        self, session: Session, ep: Endpoint, group: EndpointGroup, incident: Incident, now: datetime
+        self,
+        session: Session,
+        ep: Endpoint,
+        group: EndpointGroup,
+        incident: Incident,
+        now: datetime,
     ) -> None:
         incident.suppressed = "quorum"
         if group.alert_ref:
@@ -327,8 +333,15 @@ class Engine:
         if ref.startswith("group:"):
             self._quorum_up(session, ep, ref, now)
         elif incident.suppressed is None:
-            self._reply(session, ep, ref, alerts.recovery(incident), "recovery", now,
-                        key=f"recovery:{incident.id}")
+            self._reply(
+                session,
+                ep,
+                ref,
+                alerts.recovery(incident),
+                "recovery",
+                now,
+                key=f"recovery:{incident.id}",
+            )
         self._update(session, ep, ref, now)
         parent = session.get(Incident, incident.parent_id) if incident.parent_id else None
         if parent is not None and parent.alert_ref and parent.alert_ref != ref:
@@ -348,8 +361,15 @@ class Engine:
         lasted = format_duration(now - (group.down_since or now))
         group.alert_ref, group.down_since = None, None
         text = f"Group {group.name} is back: {down} down, alerts at {group.quorum} ({lasted})."
-        self._reply(session, ep, ref, Reply(text, title=f"Group {group.name} recovered",
-                    status=Status.OK), "recovery", now, key=f"recovery:{ref}")
+        self._reply(
+            session,
+            ep,
+            ref,
+            Reply(text, title=f"Group {group.name} recovered", status=Status.OK),
+            "recovery",
+            now,
+            key=f"recovery:{ref}",
+        )
 
     # -- flapping -----------------------------------------------------------
 
@@ -396,7 +416,9 @@ class Engine:
         def run(session: Session) -> Incident:
             incident = session.get(Incident, incident_id)
             if incident is None:
-                raise NotFound(f"there is no incident #{incident_id}; `incidents --open` lists them")
+                raise NotFound(
+                    f"there is no incident #{incident_id}; `incidents --open` lists them"
+                )
             if incident.resolved_at is not None:
                 raise UsageError(f"incident #{incident_id} is already resolved")
             if incident.acked_at is not None:
@@ -419,8 +441,9 @@ class Engine:
             if incident.alert_ref:
                 why = f": {note}" if note else ""
                 reply = Reply(f"Acknowledged by {by}{why}. Reminders stop.", status=Status.INFO)
-                self._reply(session, ep, incident.alert_ref, reply, "ack", now,
-                            key=f"ack:{incident.id}")
+                self._reply(
+                    session, ep, incident.alert_ref, reply, "ack", now, key=f"ack:{incident.id}"
+                )
                 self._update(session, ep, incident.alert_ref, now)
             return incident
 
@@ -459,8 +482,13 @@ class Engine:
         ):
             ended = ep.muted_until
             ep.muted_until = ep.mute_reason = ep.muted_by = None
-            self._info(session, ep, f"The mute of {ep.name} has ended; alerts are back on.", now,
-                       key=f"unmuted:{ep.id}:{ended.isoformat() if ended else ''}")
+            self._info(
+                session,
+                ep,
+                f"The mute of {ep.name} has ended; alerts are back on.",
+                now,
+                key=f"unmuted:{ep.id}:{ended.isoformat() if ended else ''}",
+            )
             self._release(session, ep, "muted", now)
 
         for window in session.scalars(select(MaintenanceWindow)):
@@ -473,8 +501,13 @@ class Engine:
             ep = session.get(Endpoint, window.endpoint_id)
             if ep is None:
                 continue
-            self._info(session, ep, f"Maintenance of {ep.name} is over; alerts are back on.",
-                       now, key=f"maintenance-end:{window.id}:{end.isoformat()}")
+            self._info(
+                session,
+                ep,
+                f"Maintenance of {ep.name} is over; alerts are back on.",
+                now,
+                key=f"maintenance-end:{window.id}:{end.isoformat()}",
+            )
             self._release(session, ep, "maintenance", now)
             if window.every is None:
                 session.delete(window)
@@ -491,17 +524,22 @@ class Engine:
             )
         ):
             ep = incident.endpoint
-            every = (
-                timedelta(seconds=ep.remind_s) if ep.remind_s else self.policy.reminder
-            )
+            every = timedelta(seconds=ep.remind_s) if ep.remind_s else self.policy.reminder
             if every is None:
                 continue
             last = incident.last_reminder_at or incident.detected_at or incident.started_at
             if now - last < every:
                 continue
             incident.last_reminder_at = now
-            self._reply(session, ep, incident.alert_ref or "", alerts.reminder(incident, now),
-                        "reminder", now, key=f"reminder:{incident.id}:{int(now.timestamp())}")
+            self._reply(
+                session,
+                ep,
+                incident.alert_ref or "",
+                alerts.reminder(incident, now),
+                "reminder",
+                now,
+                key=f"reminder:{incident.id}:{int(now.timestamp())}",
+            )
 
     def _release(self, session: Session, ep: Endpoint, reason: str, now: datetime) -> None:
         """A suppression ended: an outage that was never announced is announced now."""
@@ -547,8 +585,13 @@ class Engine:
             session.flush()
             reply = alerts.render(session, ref, now)
         enqueue(
-            session, key=key, destination=self.destination(ep), kind=kind, reply=reply,
-            now=now, ref=ref,
+            session,
+            key=key,
+            destination=self.destination(ep),
+            kind=kind,
+            reply=reply,
+            now=now,
+            ref=ref,
         )
 
     def _update(self, session: Session, ep: Endpoint, ref: str, now: datetime) -> None:
@@ -557,23 +600,46 @@ class Engine:
 
     def _edit(self, session: Session, ep: Endpoint, ref: str, reply: Reply, now: datetime) -> None:
         enqueue(
-            session, key=unique_key(f"update:{ref}"), destination=self._where(session, ref, ep),
-            kind="update", reply=reply, now=now, op="update", ref=ref,
+            session,
+            key=unique_key(f"update:{ref}"),
+            destination=self._where(session, ref, ep),
+            kind="update",
+            reply=reply,
+            now=now,
+            op="update",
+            ref=ref,
         )
 
     def _reply(
-        self, session: Session, ep: Endpoint, ref: str, reply: Reply, kind: str, now: datetime,
-        *, key: str,
+        self,
+        session: Session,
+        ep: Endpoint,
+        ref: str,
+        reply: Reply,
+        kind: str,
+        now: datetime,
+        *,
+        key: str,
     ) -> None:
         enqueue(
-            session, key=key, destination=self._where(session, ref, ep), kind=kind, reply=reply,
-            now=now, op="reply", ref=ref,
+            session,
+            key=key,
+            destination=self._where(session, ref, ep),
+            kind=kind,
+            reply=reply,
+            now=now,
+            op="reply",
+            ref=ref,
         )
 
     def _info(self, session: Session, ep: Endpoint, text: str, now: datetime, *, key: str) -> None:
         enqueue(
-            session, key=key, destination=self.destination(ep), kind="info",
-            reply=Reply(text, status=Status.INFO), now=now,
+            session,
+            key=key,
+            destination=self.destination(ep),
+            kind="info",
+            reply=Reply(text, status=Status.INFO),
+            now=now,
         )
 
     async def _write(self, fn: Callable[[Session], T]) -> T:

@@ -67,7 +67,9 @@ class _Snapshot(Collector):
 async def render(core: Core) -> bytes:
     rows, incidents, queue = await core.db.read(_read)
     up = GaugeMetricFamily(
-        "calcifer_endpoint_up", "1 when the endpoint is up, 0 when down", labels=["endpoint", "kind"]
+        "calcifer_endpoint_up",
+        "1 when the endpoint is up, 0 when down",
+        labels=["endpoint", "kind"],
     )
     latency = GaugeMetricFamily(
         "calcifer_endpoint_latency_seconds",
@@ -87,9 +89,7 @@ async def render(core: Core) -> bytes:
             latency.add_metric(labels, row.latency_ms / 1000)
         if row.checked_at is not None:
             checked.add_metric(labels, row.checked_at)
-    checks = CounterMetricFamily(
-        "calcifer_checks", "Checks run by this process", labels=["result"]
-    )
+    checks = CounterMetricFamily("calcifer_checks", "Checks run by this process", labels=["result"])
     for result, count in core.scheduler.counts.items():
         checks.add_metric([result], count)
     open_incidents = GaugeMetricFamily("calcifer_incidents_open", "Incidents not yet resolved")

@@ -16,6 +16,7 @@ what a ref is about.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -197,11 +198,14 @@ class Outbox:
 
     async def pending(self, prefixes: Sequence[str] = ("",)) -> int:
         def count(session: Session) -> int:
-            return session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(OutboxMessage.status == "pending", _matches(prefixes))
-            ) or 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.status == "pending", _matches(prefixes))
+                )
+                or 0
+            )
 
         return await self.db.read(count)
 
@@ -300,7 +304,5 @@ async def run_deliveries(
         except Exception:  # a broken database must not end delivery for good
             log.exception("outbox delivery pass failed")
         wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), idle)
-        except TimeoutError:
-            pass

@@ -103,7 +103,9 @@ class Reply:
             status=Status(data.get("status", "info")),
             fields=tuple(Field(n, v, i) for n, v, i in data.get("fields", ())),
             footer=data.get("footer"),
-            buttons=tuple(Button(label, cmd, style) for label, cmd, style in data.get("buttons", ())),
+            buttons=tuple(
+                Button(label, cmd, style) for label, cmd, style in data.get("buttons", ())
+            ),
             visibility=Visibility.CHANNEL,
         )
 

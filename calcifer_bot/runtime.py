@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import integrations
 from adapters.console import ConsoleAdapter
+from calcifer_bot import http
 from calcifer_bot.aio import blocking
 from calcifer_bot.config import Settings
 from calcifer_bot.core import Clock, Core, utcnow
@@ -53,6 +54,7 @@ async def open_core(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[
         yield Core(settings, db, clock=clock)
     finally:
         await integrations.close_all()
+        await http.close()
         await blocking(db.dispose)
 
 

@@ -59,7 +59,9 @@ class Scheduler:
         self.clock = clock
         self.planned: dict[int, Planned] = {}
         self._heap: list[tuple[float, int]] = []
-        self._due: dict[int, float] = {}  # the live entry per endpoint; others in the heap are stale
+        self._due: dict[
+            int, float
+        ] = {}  # the live entry per endpoint; others in the heap are stale
         self._running: set[int] = set()
         self._results: list[Observation] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -156,9 +158,11 @@ class Scheduler:
             return
         delays = await self._apply(batch)
         for o in batch:
-            if o.endpoint_id in self.planned and o.endpoint_id in delays:
-                if o.endpoint_id not in self._due:  # a check-now may have rescheduled it
-                    self._schedule(o.endpoint_id, o.at.timestamp() + delays[o.endpoint_id])
+            # Not if it was removed meanwhile, or a check-now has rescheduled it already.
+            if o.endpoint_id in self.planned and o.endpoint_id in delays and (
+                o.endpoint_id not in self._due
+            ):
+                self._schedule(o.endpoint_id, o.at.timestamp() + delays[o.endpoint_id])
 
     async def _apply(self, batch: list[Observation]) -> dict[int, float]:
         for o in batch:
@@ -237,4 +241,6 @@ class Scheduler:
 
 def _observation(endpoint_id: int, at: datetime, result: Result) -> Observation:
     # A warning (a certificate close to expiry) travels in the error column of an up result.
-    return Observation(endpoint_id, at, result.ok, result.latency_ms, result.error or result.warning)
+    return Observation(
+        endpoint_id, at, result.ok, result.latency_ms, result.error or result.warning
+    )

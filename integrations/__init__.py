@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from calcifer_bot.config import Settings
 
 # singleton name -> "module:Class"
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "monitoring": "integrations.monitoring:MonitoringIntegration",
+}
 
 _settings: Settings | None = None
 _instances: dict[str, Integration] = {}

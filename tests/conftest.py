@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import integrations
+from calcifer_bot import http
 from calcifer_bot.aio import blocking
 from calcifer_bot.commands import Registry
 from calcifer_bot.config import Settings, load_settings
@@ -109,6 +110,7 @@ async def core(
     integrations.configure(settings)
     yield Core(settings, database, clock=clock)
     await integrations.close_all()
+    await http.close()
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ async def test_down_only_after_the_third_consecutive_failure(
     assert await outbox(database) == []  # two failures, a success, two failures: never three
 
     await feed(engine, clock, nas, False)
-    [(kind, op, ref, reply)] = await outbox(database)
+    [(kind, op, _ref, reply)] = await outbox(database)
     assert (kind, op) == ("alert", "post")
     assert reply.title == "nas is down"
 

@@ -105,9 +105,7 @@ async def test_a_duplicate_name_is_refused(bot: ChatBot, core: Core) -> None:
     assert await count(core, Endpoint) == 1
 
 
-async def test_viewers_read_but_do_not_add_and_removal_asks_first(
-    bot: ChatBot, core: Core
-) -> None:
+async def test_viewers_read_but_do_not_add_and_removal_asks_first(bot: ChatBot, core: Core) -> None:
     denied = await bot.say("endpoint add nas icmp 127.0.0.1", user=VIEWER)
     assert denied.title == "Not allowed"
     await bot.say("endpoint add nas icmp 127.0.0.1", user=OPS)
@@ -202,7 +200,9 @@ async def test_mute_unmute_and_maintenance_from_chat(
     assert "START 'tomorrow'" in bad.text
 
 
-async def test_ack_by_number_or_name(bot: ChatBot, core: Core, clock: FakeClock, site: Site) -> None:
+async def test_ack_by_number_or_name(
+    bot: ChatBot, core: Core, clock: FakeClock, site: Site
+) -> None:
     await bot.say(f"endpoint add nas http {site.url}", user=OPS)
     await tick(core, clock, 0)
     site.status = 500

@@ -33,9 +33,7 @@ async def get(core: Core, scheduler: AsyncIOScheduler, path: str) -> tuple[int, 
         return response.status, await response.json()
 
 
-async def test_healthz_is_ok_even_when_not_ready(
-    core: Core, scheduler: AsyncIOScheduler
-) -> None:
+async def test_healthz_is_ok_even_when_not_ready(core: Core, scheduler: AsyncIOScheduler) -> None:
     assert await get(core, scheduler, "/healthz") == (200, {"status": "ok"})
 
 

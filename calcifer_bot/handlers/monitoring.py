@@ -21,6 +21,7 @@ from calcifer_bot.reply import Attachment, Button, Field, Reply, Status, Visibil
 from calcifer_bot.roles import Role
 from integrations.monitoring import generate_endpoint_documentation
 
+
 def _window(text: str) -> timedelta:
     value = duration(text)
     if value > timedelta(days=400) or value < timedelta(minutes=5):
@@ -34,33 +35,79 @@ def _window(text: str) -> timedelta:
     args=[
         Arg("name", "a short name, e.g. nas or web-01", check_name),
         Arg("type", "icmp (alias network), tcp, http, https, dns, tls or push"),
-        Arg("target", "host or IP; host:port for tcp/tls; a URL for http(s); nothing for push",
-            default=""),
+        Arg(
+            "target",
+            "host or IP; host:port for tcp/tls; a URL for http(s); nothing for push",
+            default="",
+        ),
         Arg("port", "port, if not in TARGET", integer(1, 65535), option=True, default=None),
-        Arg("interval", "time between checks", duration, option=True,
-            default=timedelta(seconds=60)),
-        Arg("timeout", "how long one check may take", duration, option=True,
-            default=timedelta(seconds=5)),
-        Arg("failures", "failed checks in a row before it is down", integer(1, 100),
-            option=True, default=3),
-        Arg("successes", "good checks in a row before it is up again", integer(1, 100),
-            option=True, default=2),
-        Arg("expect", "http(s): accepted status codes", option=True, default=None,
-            metavar="200-399"),
+        Arg(
+            "interval", "time between checks", duration, option=True, default=timedelta(seconds=60)
+        ),
+        Arg(
+            "timeout",
+            "how long one check may take",
+            duration,
+            option=True,
+            default=timedelta(seconds=5),
+        ),
+        Arg(
+            "failures",
+            "failed checks in a row before it is down",
+            integer(1, 100),
+            option=True,
+            default=3,
+        ),
+        Arg(
+            "successes",
+            "good checks in a row before it is up again",
+            integer(1, 100),
+            option=True,
+            default=2,
+        ),
+        Arg(
+            "expect", "http(s): accepted status codes", option=True, default=None, metavar="200-399"
+        ),
         Arg("keyword", "http(s): text the page must contain", option=True, default=None),
         Arg("insecure", "http(s)/tls: accept self-signed certificates", switch=True),
-        Arg("warn-days", "tls: warn when the certificate expires sooner", integer(1, 365),
-            option=True, default=14, metavar="N"),
+        Arg(
+            "warn-days",
+            "tls: warn when the certificate expires sooner",
+            integer(1, 365),
+            option=True,
+            default=14,
+            metavar="N",
+        ),
         Arg("address", "dns: an address the answer must contain", option=True, default=None),
-        Arg("channel", "where its alerts go (default: CALCIFER_ALERT_CHANNEL or here)",
-            option=True, default=None),
-        Arg("service", "the service it belongs to (links alerts to work items)", option=True,
-            default=None),
+        Arg(
+            "channel",
+            "where its alerts go (default: CALCIFER_ALERT_CHANNEL or here)",
+            option=True,
+            default=None,
+        ),
+        Arg(
+            "service",
+            "the service it belongs to (links alerts to work items)",
+            option=True,
+            default=None,
+        ),
         Arg("group", "a group of endpoints", option=True, default=None),
-        Arg("quorum", "alert for the group only when N members are down", integer(1, 1000),
-            option=True, default=None, metavar="N"),
-        Arg("depends-on", "the endpoint it needs (a router): its outage folds this one's in",
-            check_name, option=True, default=None, metavar="NAME"),
+        Arg(
+            "quorum",
+            "alert for the group only when N members are down",
+            integer(1, 1000),
+            option=True,
+            default=None,
+            metavar="N",
+        ),
+        Arg(
+            "depends-on",
+            "the endpoint it needs (a router): its outage folds this one's in",
+            check_name,
+            option=True,
+            default=None,
+            metavar="NAME",
+        ),
         Arg("remind", "remind while down, at least 5m", duration, option=True, default=None),
     ],
     role=Role.OPERATOR,
@@ -78,7 +125,7 @@ async def endpoint_add(
     target: str,
     port: int | None,
     interval: timedelta,
-    timeout: timedelta,
+    timeout: timedelta,  # noqa: ASYNC109  (the check's timeout, not this call's)
     failures: int,
     successes: int,
     expect: str | None,
@@ -226,7 +273,9 @@ async def endpoint_show(ctx: Context, name: str) -> Reply:
         fields.append(Field("Muted", f"until {ep.muted_until:%Y-%m-%d %H:%M} UTC by "
                                      f"{ep.muted_by}{why}", False))  # fmt: skip
     if incident:
-        fields.append(Field("Open incident", f"#{incident.id} since {ago(incident.started_at, now)}"))
+        fields.append(
+            Field("Open incident", f"#{incident.id} since {ago(incident.started_at, now)}")
+        )
     if ep.push_token:
         fields.append(Field("Push URL", f"`{ctx.settings.http.base_url}/push/{ep.push_token}`"))
     return Reply(
@@ -400,10 +449,11 @@ def _incident_id(text: str) -> str:
     "ack",
     summary="Acknowledge an incident: you are on it, reminders stop",
     args=[
-        Arg("incident", "the incident number (from the alert), or the endpoint's name",
-            _incident_id),
+        Arg(
+            "incident", "the incident number (from the alert), or the endpoint's name", _incident_id
+        ),
         Arg("reason", "a note for the others", rest=True, default=None),
-    ],  # fmt: skip
+    ],
     role=Role.OPERATOR,
     examples=["ack 17 looking at it", "ack nas"],
 )
@@ -475,8 +525,10 @@ async def incidents(ctx: Context, open: bool, count: int) -> Reply:
 @command(
     "uptime",
     summary="Uptime, latency and incidents over a window",
-    args=[Arg("name", "the endpoint"), Arg("window", "24h, 7d, 30d…", _window,
-                             default=timedelta(days=1))],
+    args=[
+        Arg("name", "the endpoint"),
+        Arg("window", "24h, 7d, 30d…", _window, default=timedelta(days=1)),
+    ],
     examples=["uptime nas", "uptime web 30d"],
 )
 async def uptime(ctx: Context, name: str, window: timedelta) -> Reply:
@@ -513,8 +565,10 @@ def _ms(value: float | None) -> str:
 @command(
     "graph",
     summary="A latency chart with the down periods shaded",
-    args=[Arg("name", "the endpoint"), Arg("window", "24h, 7d, 30d…", _window,
-                             default=timedelta(days=1))],
+    args=[
+        Arg("name", "the endpoint"),
+        Arg("window", "24h, 7d, 30d…", _window, default=timedelta(days=1)),
+    ],
     slow=True,
     examples=["graph web", "graph nas 7d"],
 )
