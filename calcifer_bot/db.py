@@ -11,18 +11,17 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from calcifer_bot.aio import blocking
 from calcifer_bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 T = TypeVar("T")
 
@@ -67,6 +66,7 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply migrations (blocking: call through :func:`calcifer_bot.aio.blocking`)."""
+        from alembic import command
         with self._writes.begin() as session:
             connection = session.connection()
             if self.kind == "postgresql":
@@ -77,6 +77,8 @@ class Database:
 
     def revision(self) -> tuple[str | None, str]:
         """(revision the database is at, newest revision this code knows)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         with self.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
@@ -84,6 +86,7 @@ class Database:
 
     def new_revision(self, message: str) -> list[str]:
         """Autogenerate a migration from the models against this (migrated) database."""
+        from alembic import command
         self.upgrade()
         _, head = self.revision()
         with self._writes.begin() as session:
@@ -99,6 +102,9 @@ class Database:
 
 
 def alembic_config() -> Config:
+    # Imported here: alembic costs ~11 MB and start-up time, and only migrations need it.
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", "calcifer_bot:migrations")
     return cfg

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import select
@@ -46,7 +48,14 @@ class Planned:
     last_push_at: datetime | None = None
 
 
-def _plan(ep: Endpoint) -> Planned:
+# Only what planning needs: 10,000 full ORM rows would cost ~40 MB at start.
+_PLAN_COLUMNS = (
+    Endpoint.id, Endpoint.kind, Endpoint.target, Endpoint.port, Endpoint.timeout_s,
+    Endpoint.options, Endpoint.interval_s, Endpoint.last_push_at, Endpoint.last_checked_at,
+)  # fmt: skip
+
+
+def _plan(ep: Any) -> Planned:
     target = None
     if ep.kind != "push":
         target = Target.from_stored(ep.kind, ep.target, ep.port, ep.timeout_s, ep.options)
@@ -59,9 +68,9 @@ class Scheduler:
         self.clock = clock
         self.planned: dict[int, Planned] = {}
         self._heap: list[tuple[float, int]] = []
-        self._due: dict[
-            int, float
-        ] = {}  # the live entry per endpoint; others in the heap are stale
+        # The live entry per endpoint; other heap entries for it are stale.
+        self._due: dict[int, float] = {}
+        self._started: dict[int, float] = {}  # due time of the checks running now
         self._running: set[int] = set()
         self._results: list[Observation] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,7 +84,7 @@ class Scheduler:
 
     async def load(self) -> int:
         """Read every endpoint and plan its first check; returns how many."""
-        rows = await self.engine.db.read(lambda s: list(s.scalars(select(Endpoint))))
+        rows = await self.engine.db.read(lambda s: list(s.execute(select(*_PLAN_COLUMNS))))
         now = self.clock().timestamp()
         for ep in rows:
             self._add(ep, now)
@@ -83,23 +92,27 @@ class Scheduler:
 
     async def refresh(self, endpoint_id: int) -> None:
         """Pick up an endpoint that was added, changed or removed."""
-        ep = await self.engine.db.read(lambda s: s.get(Endpoint, endpoint_id))
+        ep = await self.engine.db.read(
+            lambda s: s.execute(select(*_PLAN_COLUMNS).where(Endpoint.id == endpoint_id)).first()
+        )
         if ep is None:
             self.planned.pop(endpoint_id, None)
             self._due.pop(endpoint_id, None)
             return
         self._add(ep, self.clock().timestamp(), soon=True)
 
-    def _add(self, ep: Endpoint, now: float, soon: bool = False) -> None:
+    def _add(self, ep: Any, now: float, soon: bool = False) -> None:
         plan = _plan(ep)
         self.planned[ep.id] = plan
-        spread = (ep.id * GOLDEN) % 1.0 * min(plan.interval_s, 60.0)
+        interval = plan.interval_s
         if soon:
             due = now
         elif ep.last_checked_at is not None:
-            due = max(ep.last_checked_at.timestamp() + plan.interval_s, now + spread / 10)
+            # Keep each endpoint's phase across a restart, so the load stays spread.
+            last = ep.last_checked_at.timestamp()
+            due = last + interval * max(1, math.ceil((now - last) / interval))
         else:
-            due = now + spread
+            due = now + (ep.id * GOLDEN) % 1.0 * min(interval, 60.0)
         self._schedule(ep.id, due)
 
     def _schedule(self, endpoint_id: int, due: float) -> None:
@@ -133,6 +146,7 @@ class Scheduler:
             if plan is None:
                 continue
             self._running.add(endpoint_id)
+            self._started[endpoint_id] = due
             task = asyncio.create_task(self._run(plan))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -157,12 +171,16 @@ class Scheduler:
         if not batch:
             return
         delays = await self._apply(batch)
+        now = self.clock().timestamp()
         for o in batch:
+            # From the time it was due, not when it finished: a check taking 30 ms
+            # must not make a 60 s interval 61 s at the next whole tick.
+            base = self._started.pop(o.endpoint_id, o.at.timestamp())
             # Not if it was removed meanwhile, or a check-now has rescheduled it already.
             if o.endpoint_id in self.planned and o.endpoint_id in delays and (
                 o.endpoint_id not in self._due
             ):
-                self._schedule(o.endpoint_id, o.at.timestamp() + delays[o.endpoint_id])
+                self._schedule(o.endpoint_id, max(base + delays[o.endpoint_id], now))
 
     async def _apply(self, batch: list[Observation]) -> dict[int, float]:
         for o in batch:
