@@ -171,20 +171,19 @@ def _render_group(session: Session, ref: str, incidents: list[Incident], now: da
     members = list(session.scalars(select(Endpoint).where(Endpoint.group_name == name)))
     down = [m for m in members if m.state == "down"]
     quorum = group.quorum if group else 1
-    open_ = group is not None and group.alert_ref == ref
     lines = [_line(i, now) for i in incidents]
     lead = incidents[0] if incidents else None
-    if not open_:
+    if group is None or group.alert_ref != ref:
         return Reply(
             title=f"Resolved: group {name} recovered",
             text="\n".join(lines),
             status=Status.OK,
             footer=f"{len(down)} of {len(members)} down now; alerts at {quorum}",
         )
+    since = f"Since {ago(group.down_since, now)}.\n" if group.down_since else ""
     return Reply(
         title=f"Group {name}: {len(down)} of {len(members)} down",
-        text=(f"Since {ago(group.down_since, now)}.\n" if group.down_since else "")
-        + "\n".join(lines),
+        text=since + "\n".join(lines),
         status=Status.ERROR,
         footer=f"Alerts when {quorum} of {len(members)} are down"
         + (f" · {_footer(lead)}" if lead else ""),

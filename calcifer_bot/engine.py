@@ -498,17 +498,17 @@ class Engine:
             if window.announced_end is not None and window.announced_end >= end:
                 continue
             window.announced_end = end
-            ep = session.get(Endpoint, window.endpoint_id)
-            if ep is None:
+            owner = session.get(Endpoint, window.endpoint_id)
+            if owner is None:
                 continue
             self._info(
                 session,
-                ep,
-                f"Maintenance of {ep.name} is over; alerts are back on.",
+                owner,
+                f"Maintenance of {owner.name} is over; alerts are back on.",
                 now,
                 key=f"maintenance-end:{window.id}:{end.isoformat()}",
             )
-            self._release(session, ep, "maintenance", now)
+            self._release(session, owner, "maintenance", now)
             if window.every is None:
                 session.delete(window)
 

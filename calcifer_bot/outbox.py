@@ -21,11 +21,11 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from calcifer_bot.db import Database
@@ -96,7 +96,7 @@ def unique_key(prefix: str) -> str:
     return f"{prefix}:{secrets.token_hex(6)}"
 
 
-def _matches(prefixes: Sequence[str]) -> object:
+def _matches(prefixes: Sequence[str]) -> ColumnElement[bool]:
     return or_(
         *(
             OutboxMessage.destination == p if ":" in p else OutboxMessage.destination.like(f"{p}%")
@@ -247,7 +247,7 @@ def _delivery(session: Session, row: OutboxMessage) -> Delivery | None:
     ).first()
     if posted is not None:
         target = MessageRef(posted.platform, posted.channel, posted.message_id, posted.thread_id)
-        return Delivery(**{**_fields(delivery), "target": target})
+        return replace(delivery, target=target)
     waiting = session.scalar(
         select(OutboxMessage.id).where(
             OutboxMessage.destination == row.destination,
@@ -259,13 +259,9 @@ def _delivery(session: Session, row: OutboxMessage) -> Delivery | None:
     if waiting is not None:
         return None  # the original is still on its way
     if op == "reply":
-        return Delivery(**{**_fields(delivery), "op": "post", "ref": None})
+        return replace(delivery, op="post", ref=None)
     row.status, row.last_error = "sent", "the message to edit was never posted"
     return None
-
-
-def _fields(delivery: Delivery) -> dict[str, object]:
-    return {name: getattr(delivery, name) for name in Delivery.__slots__}
 
 
 Deliver = Callable[[Delivery], Awaitable[MessageRef | None]]
