@@ -102,7 +102,11 @@ class Endpoint(Base):
 
 class CheckResult(Base):
     __tablename__ = "check_results"
-    __table_args__ = (Index("ix_check_results_endpoint_time", "endpoint_id", "checked_at"),)
+    # Covering: uptime and graphs read one endpoint's rows without touching the table,
+    # whose pages interleave every endpoint's results (benchmarks/bench_queries.py).
+    __table_args__ = (
+        Index("ix_check_results_endpoint_time", "endpoint_id", "checked_at", "ok", "latency_ms"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
@@ -192,6 +196,18 @@ class CheckRollup(Base):
     """Five minutes of one endpoint's results, once the raw rows have aged out."""
 
     __tablename__ = "check_rollups"
+    __table_args__ = (
+        Index(
+            "ix_check_rollups_covering",
+            "endpoint_id",
+            "bucket",
+            "checks",
+            "failures",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_max_ms",
+        ),
+    )
 
     endpoint_id: Mapped[int] = mapped_column(
         ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True

@@ -162,7 +162,7 @@ async def endpoint_add(
     await ctx.core.scheduler.refresh(ep.id)
     fields = [
         Field("Checks", f"`{target_of(ep)}` every {format_duration(interval)}"),
-        Field("Down after", f"{failures} failures; up after {successes} successes"),
+        Field("Thresholds", _thresholds(failures, successes)),
         Field("Alerts to", ctx.core.engine.destination(ep)),
     ]
     if ep.push_token:
@@ -174,6 +174,15 @@ async def endpoint_add(
         status=Status.OK,
         fields=tuple(fields),
     )
+
+
+def _thresholds(failures: int, successes: int) -> str:
+    return f"down after {_count(failures, 'failure')}, up after {_count(successes, 'success')}"
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("s") else "s")
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def _here(ctx: Context) -> str:
@@ -254,7 +263,7 @@ async def endpoint_show(ctx: Context, name: str) -> Reply:
         Field("Target", f"`{target_of(ep)}`"),
         Field("Interval", format_duration(timedelta(seconds=ep.interval_s))),
         Field("Timeout", format_duration(timedelta(seconds=ep.timeout_s))),
-        Field("Thresholds", f"down after {ep.failures} failures, up after {ep.successes}"),
+        Field("Thresholds", _thresholds(ep.failures, ep.successes)),
         Field("Alerts to", ctx.core.engine.destination(ep)),
     ]  # fmt: skip
     if ep.last_checked_at:
