@@ -67,6 +67,7 @@ class Database:
     def upgrade(self, revision: str = "head") -> None:
         """Apply migrations (blocking: call through :func:`calcifer_bot.aio.blocking`)."""
         from alembic import command
+
         with self._writes.begin() as session:
             connection = session.connection()
             if self.kind == "postgresql":
@@ -79,6 +80,7 @@ class Database:
         """(revision the database is at, newest revision this code knows)."""
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
+
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         with self.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
@@ -87,6 +89,7 @@ class Database:
     def new_revision(self, message: str) -> list[str]:
         """Autogenerate a migration from the models against this (migrated) database."""
         from alembic import command
+
         self.upgrade()
         _, head = self.revision()
         with self._writes.begin() as session:

@@ -9,6 +9,12 @@ Connections are never reused (``force_close``): an endpoint check must open a
 connection of its own to prove the endpoint reachable, and a pooled keep-alive
 connection opened by a webhook call to the same host would quietly answer for
 it. The handshake this costs the few API calls Calcifer makes is negligible.
+
+The one exception to "through the session": a plain-HTTP endpoint check that
+needs only the status sends, on a connection it opens itself, the request the
+session would send (:func:`check_request`) and reads only the response head
+(:func:`read_head`); a sweep makes thousands of them, and the session's
+per-request machinery costs several times the request itself.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import asyncio
 import atexit
 import errno
 import json
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -203,8 +211,171 @@ def _host(url: str) -> str:
         return "the server"
 
 
+# --------------------------------------------------------------------------- check requests
+#
+# An endpoint check that needs only the status of a plain-HTTP answer sends the
+# request the shared session would send, on a connection of its own, and reads
+# no further than the end of the response head: none of a session request's
+# machinery (request and response objects, body streams, cookie and redirect
+# handling) is needed to learn a status, and a sweep makes thousands of them.
+
+
+def check_request(url: str) -> bytes:
+    """The head of the GET the shared session sends for ``url`` on a fresh connection.
+
+    Header for header what :func:`session` sends (aiohttp's default headers, the
+    session's User-Agent, ``Connection: close`` from ``force_close``), the target
+    and Host as yarl makes them. ``url`` must be absolute and carry no user info
+    (the session would send an Authorization header for it): ValueError otherwise.
+    """
+    plain = _PLAIN_URL.fullmatch(url)
+    if (
+        plain is not None and int(plain.group("port") or 80) <= 65535
+    ):  # nothing yarl would change: spare parsing it (a sweep has 1000s)
+        host, port, target = plain.group("host", "port", "target")
+        if port is not None and port != "80":
+            host = f"{host}:{port}"
+        target = target if target.startswith("/") else "/" + target
+    else:
+        parsed = URL(url)
+        if parsed.host_port_subcomponent is None or parsed.raw_user or parsed.raw_password:
+            raise ValueError("an absolute URL without user info is needed")
+        host, target = parsed.host_port_subcomponent, parsed.raw_path_qs or "/"
+    # yarl percent-encodes the target and IDNA-encodes the host: no line break gets in.
+    return f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{_FIXED_HEADERS}".encode("ascii")
+
+
+# URLs in the form yarl writes them that it leaves as they are: a lower-case ASCII
+# host, no user info, no percent escapes, no "." or ".." path segment.
+_PLAIN_URL = re.compile(
+    r"http://(?P<host>(?:[a-z0-9-]+\.)*[a-z0-9-]+)(?::(?P<port>[1-9][0-9]{0,4}))?"
+    r"(?P<target>(?:/(?!\.\.?(?:[/?]|$))[-A-Za-z0-9_.~]*)*(?:\?[-A-Za-z0-9_.~=&]+)?)"
+)
+
+
+_FIXED_HEADERS = (
+    "".join(
+        f"{name}: {value}\r\n"
+        for name, value in [
+            ("User-Agent", USER_AGENT),
+            *aiohttp.ClientRequest.DEFAULT_HEADERS.items(),
+            ("Connection", "close"),
+        ]
+    )
+    + "\r\n"
+)
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})  # those aiohttp follows
+MAX_LINE = 8190  # aiohttp's limit for the status line and each header line
+MAX_HEAD = 64 * 1024
+_STATUS_LINE = re.compile(rb"HTTP/\d\.\d (\d{3})(?:[ \t][^\r\n]*)?\r?")
+_DIGITS = re.compile(rb"[0-9]+")
+
+
+class InvalidResponse(aiohttp.ClientError):
+    """The server answered with something that is not an HTTP/1.x response head."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ResponseHead(NamedTuple):
+    """The final (non-1xx) response head: its status, and whether it names a redirect."""
+
+    status: int
+    location: bool
+
+    @property
+    def redirect(self) -> bool:
+        """A redirect the session would follow (when it follows redirects)."""
+        return self.location and self.status in REDIRECT_STATUSES
+
+
+async def read_head(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> ResponseHead:
+    """Read a response head from a connected non-blocking socket; the body is left unread.
+
+    Informational answers (1xx other than 101) are skipped, as aiohttp does. Raises
+    :class:`InvalidResponse`, ``aiohttp.ServerDisconnectedError`` when the server
+    closes first, or the OSError of the socket.
+    """
+    buffer = b""
+    while True:
+        chunk = await loop.sock_recv(sock, 65536)
+        if not chunk:
+            raise aiohttp.ServerDisconnectedError()
+        buffer += chunk
+        while True:
+            end = _end_of_head(buffer)
+            if end is None:
+                break
+            head = parse_head(buffer[: end[0]])
+            if not (100 <= head.status <= 199 and head.status != 101):
+                return head
+            buffer = buffer[end[1] :]
+        if len(buffer) > MAX_HEAD:
+            raise InvalidResponse(f"response head longer than {MAX_HEAD // 1024} KB")
+
+
+def _end_of_head(buffer: bytes) -> tuple[int, int] | None:
+    """(end of the head, start of what follows) once the blank line has arrived."""
+    crlf = buffer.find(b"\n\r\n")
+    lf = buffer.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, lf + 2
+    if crlf >= 0:
+        return crlf, crlf + 3
+    return None
+
+
+def parse_head(head: bytes) -> ResponseHead:
+    """Parse a response head (status line and header lines, without the blank line).
+
+    As strict as aiohttp's parser where a check's verdict depends on it: the status
+    line, header names (a token, then a colon), Content-Length; obsolete folded
+    lines and bare LF line ends are accepted, as there.
+    """
+    if len(head) > MAX_LINE and any(len(line) > MAX_LINE for line in head.split(b"\n")):
+        raise InvalidResponse(f"a line longer than {MAX_LINE} bytes")
+    newline = head.find(b"\n")
+    status_line = _STATUS_LINE.fullmatch(head if newline < 0 else head[:newline])
+    if status_line is None:
+        raise InvalidResponse("bad status line")
+    status = int(status_line.group(1))
+    if newline < 0:
+        return ResponseHead(status, False)
+    fields = head[newline:] + b"\n"  # every line between "\n" and "\n"
+    if _FIELDS.fullmatch(fields) is None:
+        raise InvalidResponse("invalid header line")
+    lower = fields.lower()
+    location = _has_value(lower, b"\nlocation:") or _has_value(lower, b"\nuri:")
+    lengths = lower.count(b"\ncontent-length:")
+    if lengths > 1:
+        raise InvalidResponse("duplicate Content-Length")
+    if lengths:
+        start = lower.index(b"\ncontent-length:") + 16
+        value = lower[start : lower.index(b"\n", start)].strip(b" \t\r")
+        if _DIGITS.fullmatch(value) is None:
+            raise InvalidResponse("invalid Content-Length")
+    return ResponseHead(status, location)
+
+
+_FIELDS = re.compile(rb"\n(?:(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:|[ \t])[^\n]*\n)*")
+
+
+def _has_value(lower: bytes, name: bytes) -> bool:
+    """Whether the first header ``name`` (b"\\nname:") has a value that is not blank
+    (aiohttp follows the first Location, or failing that the first URI)."""
+    start = lower.find(name)
+    if start < 0:
+        return False
+    start += len(name)
+    return bool(lower[start : lower.index(b"\n", start)].strip(b" \t\r"))
+
+
 def describe_client_error(exc: aiohttp.ClientError) -> str:
     """Words a person understands for an aiohttp failure (no URL, no class names)."""
+    if isinstance(exc, InvalidResponse):
+        return f"invalid HTTP response: {exc.message}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "certificate verify failed: " + tidy(
             getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)

@@ -177,8 +177,10 @@ class Scheduler:
             # must not make a 60 s interval 61 s at the next whole tick.
             base = self._started.pop(o.endpoint_id, o.at.timestamp())
             # Not if it was removed meanwhile, or a check-now has rescheduled it already.
-            if o.endpoint_id in self.planned and o.endpoint_id in delays and (
-                o.endpoint_id not in self._due
+            if (
+                o.endpoint_id in self.planned
+                and o.endpoint_id in delays
+                and (o.endpoint_id not in self._due)
             ):
                 self._schedule(o.endpoint_id, max(base + delays[o.endpoint_id], now))
 

@@ -6,23 +6,37 @@ The alert engine stores endpoints as ``Target.stored`` and asks
 never an exception. Push endpoints are not checked: :func:`push_result` judges
 the time of the last push.
 
-Every check really tests reachability: HTTP goes through the process's one
-aiohttp session, whose connector never reuses a connection
-(:mod:`calcifer_bot.http`); TCP and TLS open a socket of their own; ICMP sends
-a real echo request. The pings of a sweep share one ICMP socket per address
-family, their replies matched by identifier and sequence number, so a
-thousand concurrent pings cost one file descriptor.
+Every check really tests reachability: HTTPS, and HTTP with a keyword or a
+redirect to follow, go through the process's one aiohttp session, whose
+connector never reuses a connection (:mod:`calcifer_bot.http`); a plain-HTTP
+check of the status alone sends the session's request on a connection of its
+own and reads the response head (:func:`calcifer_bot.http.read_head`); TCP and
+TLS open a socket of their own; ICMP sends a real echo request. The pings of a
+sweep share one ICMP socket per address family, their replies matched by
+identifier and sequence number, so a thousand concurrent pings cost one file
+descriptor.
+
+A sweep checks thousands of targets at once, so the per-check cost is kept
+small (``benchmarks/bench_checks.py`` measures it): addresses skip the resolver,
+a connection the kernel completes at once (a local server) is not waited for,
+time limits share one timer (:class:`_Deadlines`), echo requests come from a
+template and replies are matched without icmplib's objects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
+import errno
 import ipaddress
 import logging
 import math
+import os
 import platform
 import re
+import select
 import socket
 import ssl
 import struct
@@ -33,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import aiohappyeyeballs
 import aiohttp
 from cryptography import x509
 from icmplib import ICMPError, ICMPReply, ICMPSocketError, SocketPermissionError
@@ -64,6 +79,9 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _URL_PORT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:(\d+)(?:[/?#]|$)")
 _X509_V_ERR_CERT_HAS_EXPIRED = 10
 _HTTP_ONLY = ("http", "https")
+_YIELD_EVERY = 32  # checks a sweep's worker runs back to back at most
+_HAPPY_EYEBALLS_DELAY = 0.25  # aiohttp's, for the plain-HTTP checks made without it
+_REQUESTS_KEPT = 20_000  # request heads kept for plain-HTTP checks (a few hundred bytes each)
 
 
 # --------------------------------------------------------------------------- targets
@@ -474,6 +492,171 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
+# --------------------------------------------------------------------------- sockets
+
+
+def _literal_sockaddr(host: str, port: int | None) -> tuple[int, Any] | None:
+    """(family, sockaddr) for an IP address as getaddrinfo gives it; None for a name.
+
+    Hosts are normalised by :func:`parse_target`, so an address is in its canonical
+    form here; one with a zone (``fe80::1%eth0``) is left to getaddrinfo.
+    """
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+        return socket.AF_INET, (host, port or 0)
+    except OSError:
+        pass
+    if ":" in host and "%" not in host:
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+            return socket.AF_INET6, (host, port or 0, 0, 0)
+        except OSError:
+            pass
+    return None
+
+
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
+def _stream_socket(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK)
+    if not _SOCK_NONBLOCK:
+        sock.setblocking(False)
+    return sock
+
+
+async def _sock_connect(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, sockaddr: Any
+) -> None:
+    """Connect a non-blocking socket; raises the OSError a blocking connect would.
+
+    A connection the kernel completes at once (a local server: the handshake is done
+    before connect() returns) is noticed by a zero-timeout poll, without a trip
+    through the event loop; any other waits for the socket to become writable.
+    """
+    err = sock.connect_ex(sockaddr)
+    if err in (errno.EINPROGRESS, errno.EINTR):
+        if not _writable_now(sock):
+            await _writable(loop, sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    waiter = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _wake, waiter)
+    try:
+        await waiter
+    finally:
+        loop.remove_writer(fd)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+# --------------------------------------------------------------------------- time limits
+
+
+class _Limit:
+    """The time limit of one check: see :class:`_Deadlines`."""
+
+    __slots__ = ("cancelling", "state", "task", "when")
+
+    def __init__(self, when: float, task: asyncio.Task[Any]) -> None:
+        self.when = when
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.state = _RUNNING
+
+    def expire(self) -> None:
+        self.state = _EXPIRED
+        self.task.cancel()
+
+    def expired(self) -> bool:
+        """For a CancelledError in the check: was it this limit's (then absorbed), as
+        ``asyncio.timeout`` tells its own cancellation from anyone else's?"""
+        if self.state != _EXPIRED:
+            return False
+        self.state = _ENDED
+        return self.task.uncancel() <= self.cancelling
+
+    def end(self) -> None:
+        if self.state == _EXPIRED:  # expired, yet the check ended some other way
+            self.task.uncancel()
+        self.state = _ENDED
+
+
+_RUNNING, _EXPIRED, _ENDED = 0, 1, 2
+_CLOCK_SLACK = 0.001  # uvloop's clock and timers count whole milliseconds
+
+
+class _Deadlines:
+    """The time limits of every check on one event loop, kept by one timer.
+
+    ``asyncio.timeout`` arms and cancels a timer of the loop per check, which costs
+    about as much CPU as a whole ping. Checks start in time order and most share a
+    timeout, so per timeout value their deadlines queue up already sorted: one
+    timer, set for the earliest deadline of a check still running, cancels the
+    checks whose time is up (their task, as ``asyncio.timeout`` does) and drops the
+    finished ones from the front of the queues.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._queues: dict[float, collections.deque[_Limit]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def start(self, seconds: float) -> _Limit:
+        task = asyncio.current_task(self.loop)
+        if task is None:
+            raise RuntimeError("a check must run inside a task")
+        limit = _Limit(self.loop.time() + seconds, task)
+        queue = self._queues.get(seconds)
+        if queue is None:
+            queue = self._queues[seconds] = collections.deque()
+        queue.append(limit)
+        if limit.when < self._timer_at:
+            self._arm(limit.when)
+        return limit
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._expire)
+        self._timer_at = when
+
+    def _expire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self.loop.time() + _CLOCK_SLACK
+        earliest = math.inf
+        for seconds, queue in list(self._queues.items()):
+            while queue:
+                limit = queue[0]
+                if limit.state != _RUNNING:
+                    queue.popleft()
+                elif limit.when <= now:
+                    queue.popleft()
+                    limit.expire()
+                else:
+                    earliest = min(earliest, limit.when)
+                    break
+            if not queue:
+                del self._queues[seconds]
+        if earliest < math.inf:
+            self._arm(earliest)
+
+
 # --------------------------------------------------------------------------- ICMP
 
 
@@ -524,9 +707,13 @@ def _kernel_time(ancdata: list[tuple[int, int, bytes]]) -> float | None:
 class _IcmpChannel:
     """One ICMP socket of one address family, shared by every ping in flight.
 
-    icmplib builds the echo requests and parses the replies; this class only
-    adds the asyncio multiplexing icmplib's AsyncSocket lacks (it lets one
-    coroutine read the socket at a time, so concurrent pings would queue).
+    icmplib makes the socket and parses error replies; this class adds the asyncio
+    multiplexing icmplib's AsyncSocket lacks (it lets one coroutine read the socket
+    at a time, so concurrent pings would queue). Echo requests are built from a
+    template, byte for byte what icmplib's ``_create_packet`` builds (checked when
+    the channel opens), and echo replies are matched without parsing them whole: a
+    ping costs a few microseconds of Python, not the tens that icmplib's pure-Python
+    checksum and reply objects take.
     """
 
     # ICMP messages that carry one of our echo requests back inside them.
@@ -535,6 +722,8 @@ class _IcmpChannel:
         socket.AF_INET6: frozenset({1, 2, 3, 4}),
     }
     _PAYLOAD = b"calcifer-ping".ljust(56, b".")
+    _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
+    _ID_SEQUENCE = struct.Struct("!HH")
 
     def __init__(self, family: int, privileged: bool) -> None:
         cls: type[ICMPSocket] = ICMPv4Socket if family == socket.AF_INET else ICMPv6Socket
@@ -557,9 +746,17 @@ class _IcmpChannel:
         self._ident = unique_identifier() if privileged else 0
         self._echo_reply: int = cls._ICMP_ECHO_REPLY
         self._type_offset = cls._ICMP_HEADER_OFFSET if privileged else 0
+        if privileged and family == socket.AF_INET:
+            _attach_echo_filter(self._sock, self._ident)
+        self._request_type: int = cls._ICMP_ECHO_REQUEST
+        self._partial_sum = (self._request_type << 8) + self._ident + _word_sum(self._PAYLOAD)
+        samples = (0, 1, 0x7FFF, 0xFFFF)
+        if [self._packet(q) for q in samples] != [self._icmplib_packet(q) for q in samples]:
+            self._packet = self._icmplib_packet  # type: ignore[method-assign]
         self._sequence = 0
-        # sequence -> waiter for (reply, perf_counter at reading, kernel wall-clock stamp)
-        self._waiting: dict[int, asyncio.Future[tuple[ICMPReply, float, float | None]]] = {}
+        # sequence -> waiter for (error reply or None, perf_counter at reading, kernel stamp)
+        self._waiting: dict[int, asyncio.Future[tuple[ICMPReply | None, float, float | None]]]
+        self._waiting = {}
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self._sock.fileno(), self._on_readable)
         self.closed = False
@@ -570,17 +767,31 @@ class _IcmpChannel:
         waiter = self.loop.create_future()
         self._waiting[sequence] = waiter
         try:
-            packet = self._icmp._create_packet(self._ident, sequence, self._PAYLOAD)
+            packet = self._packet(sequence)
             sent_at, sent_wall = time.perf_counter(), time.time()
-            await self._send(packet, sockaddr)
-            reply, read_at, arrived_wall = await waiter
+            try:
+                self._sock.sendto(packet, sockaddr)
+            except (BlockingIOError, InterruptedError):
+                await self._send(packet, sockaddr)
+            error, read_at, arrived_wall = await waiter
         finally:
-            self._waiting.pop(sequence, None)
-        reply.raise_for_status()
+            del self._waiting[sequence]
+        if error is not None:
+            error.raise_for_status()
         seconds = read_at - sent_at
         if arrived_wall is not None and 0 <= arrived_wall - sent_wall <= seconds:
             seconds = arrived_wall - sent_wall  # unless the wall clock stepped meanwhile
         return round(seconds * 1000, 3)
+
+    def _packet(self, sequence: int) -> bytes:
+        total = self._partial_sum + sequence  # the one's-complement sum, folded below
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        header = self._HEADER.pack(self._request_type, 0, ~total & 0xFFFF, self._ident, sequence)
+        return header + self._PAYLOAD
+
+    def _icmplib_packet(self, sequence: int) -> bytes:
+        return bytes(self._icmp._create_packet(self._ident, sequence, self._PAYLOAD))
 
     def _next_sequence(self) -> int:
         for _ in range(0x10000):
@@ -591,19 +802,23 @@ class _IcmpChannel:
 
     async def _send(self, packet: bytes, sockaddr: tuple[Any, ...]) -> None:
         while True:
+            # uvloop has no sock_sendto: wait for room in the send buffer by hand.
+            writable = self.loop.create_future()
+            self.loop.add_writer(self._sock.fileno(), writable.set_result, None)
+            try:
+                await writable
+            finally:
+                self.loop.remove_writer(self._sock.fileno())
             try:
                 self._sock.sendto(packet, sockaddr)
                 return
             except (BlockingIOError, InterruptedError):
-                # uvloop has no sock_sendto: wait for room in the send buffer by hand.
-                writable = self.loop.create_future()
-                self.loop.add_writer(self._sock.fileno(), writable.set_result, None)
-                try:
-                    await writable
-                finally:
-                    self.loop.remove_writer(self._sock.fileno())
+                continue
 
     def _on_readable(self) -> None:
+        offset = self._type_offset
+        echo_reply = self._echo_reply
+        waiting = self._waiting
         while True:
             arrived: float | None = None
             try:
@@ -618,17 +833,24 @@ class _IcmpChannel:
                 log.debug("ICMP socket: %s", exc)
                 return
             received_at = time.perf_counter()
-            if len(packet) <= self._type_offset:
+            if len(packet) < offset + 8:
                 continue
-            kind = packet[self._type_offset]
-            if kind != self._echo_reply and kind not in self._ERRORS[self.family]:
+            kind = packet[offset]
+            error: ICMPReply | None = None
+            if kind == echo_reply:
+                ident, sequence = self._ID_SEQUENCE.unpack_from(packet, offset + 4)
+                if self.privileged and ident != self._ident:
+                    continue
+            elif kind in self._ERRORS[self.family]:  # the request it answers is inside
+                error = self._icmp._parse_reply(packet, source[0], received_at)
+                if error is None or (self.privileged and error.id != self._ident):
+                    continue
+                sequence = error.sequence
+            else:
                 continue  # our own requests seen on loopback, router adverts, …
-            reply = self._icmp._parse_reply(packet, source[0], received_at)
-            if reply is None or (self.privileged and reply.id != self._ident):
-                continue
-            waiter = self._waiting.get(reply.sequence)
+            waiter = waiting.get(sequence)
             if waiter is not None and not waiter.done():
-                waiter.set_result((reply, received_at, arrived))
+                waiter.set_result((error, received_at, arrived))
 
     def close(self) -> None:
         if self.closed:
@@ -640,6 +862,41 @@ class _IcmpChannel:
             if not waiter.done():
                 waiter.cancel()
         self._icmp.close()
+
+
+def _word_sum(data: bytes) -> int:
+    """The sum of ``data`` as big-endian 16-bit words (zero-padded), unfolded."""
+    if len(data) % 2:
+        data += b"\x00"
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+_SO_ATTACH_FILTER = 26  # Linux; not exported by the socket module
+
+
+def _attach_echo_filter(sock: socket.socket, ident: int) -> None:
+    """Let the kernel drop, on a raw IPv4 socket, what a ping never wants to read: echo
+    requests (each of ours comes back on loopback) and other processes' echo replies.
+    The classic BPF program iputils' ping attaches; without it (not Linux) the
+    same packets are skipped when read.
+    """
+    if sys.platform != "linux":
+        return
+    program = [  # (code, jump if true, jump if false, k), on the packet from the IP header
+        (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf): X = IP header length
+        (0x50, 0, 0, 0),  # ldb [x+0]: A = ICMP type
+        (0x15, 4, 0, 8),  # jeq #8 (echo request): drop
+        (0x15, 0, 2, 0),  # jeq #0 (echo reply): check the identifier; else accept
+        (0x48, 0, 0, 4),  # ldh [x+4]: A = identifier
+        (0x15, 0, 1, ident),  # jeq #ident: accept; else drop
+        (0x06, 0, 0, 0xFFFFFFFF),  # accept
+        (0x06, 0, 0, 0),  # drop
+    ]
+    code = b"".join(struct.pack("HBBI", *op) for op in program)
+    buffer = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
 
 # --------------------------------------------------------------------------- the integration
@@ -659,6 +916,8 @@ class MonitoringIntegration(Integration):
         self._icmp_privileged = icmp_privileged
         self._contexts: dict[bool, ssl.SSLContext] = {}
         self._icmp: dict[int, _IcmpChannel] = {}
+        self._requests: dict[str, bytes] = {}  # url -> check_request(url), b"" for none
+        self._deadline_book: _Deadlines | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitoringIntegration:
@@ -672,9 +931,13 @@ class MonitoringIntegration(Integration):
         """Check one target; a failure is the Result. Push targets: use :func:`push_result`."""
         if target.kind == "push":
             raise ValueError("push endpoints are judged by push_result(), not checked")
+        limit = self._deadlines().start(target.timeout_s)
         try:
-            async with asyncio.timeout(target.timeout_s):
-                return await self._CHECKS[target.kind](self, target)
+            return await self._CHECKS[target.kind](self, target)
+        except asyncio.CancelledError:
+            if limit.expired():
+                return Result(False, error=f"timed out after {target.timeout_s:g} s")
+            raise
         except TimeoutError:
             return Result(False, error=f"timed out after {target.timeout_s:g} s")
         except socket.gaierror:
@@ -696,6 +959,8 @@ class MonitoringIntegration(Integration):
         except Exception:  # a bug in one check must not end a sweep of hundreds
             log.exception("checking %s failed unexpectedly", target.display)
             return Result(False, error="the check itself failed; the log has the details")
+        finally:
+            limit.end()
 
     async def sweep(
         self,
@@ -715,11 +980,16 @@ class MonitoringIntegration(Integration):
         pending = iter(enumerate(targets))
 
         async def worker() -> None:
-            for index, target in pending:  # one shared iterator: each worker takes the next
+            # One shared iterator: each worker takes the next target.
+            for done, (index, target) in enumerate(pending, start=1):
                 result = await self.check(target)
                 results[index] = result
                 if on_result is not None:
                     on_result(index, result)
+                if not done % _YIELD_EVERY:
+                    # Checks of local servers can finish without waiting (the kernel has
+                    # connected before connect() returns): let the rest of the loop run.
+                    await asyncio.sleep(0)
 
         # Workers rather than a task per target: a sweep of 10 000 holds 500 tasks.
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(targets)))))
@@ -741,7 +1011,8 @@ class MonitoringIntegration(Integration):
         return result.ok, result.error if not result.ok else result.warning
 
     async def _check_icmp(self, target: Target) -> Result:
-        family, sockaddr = (await self._resolve(target.host, None, socket.SOCK_DGRAM))[0]
+        address = _literal_sockaddr(target.host, None)
+        family, sockaddr = address or (await self._resolve(target.host, None, socket.SOCK_DGRAM))[0]
         channel = self._icmp_channel(family)
         return Result(True, await channel.ping(sockaddr))
 
@@ -767,6 +1038,12 @@ class MonitoringIntegration(Integration):
 
     async def _check_http(self, target: Target) -> Result:
         assert target.url is not None
+        if target.kind == "http" and target.keyword is None and target.port is not None:
+            request = self._check_request(target.url)
+            if request is not None:
+                result = await self._check_http_status(target, request)
+                if result is not None:
+                    return result
         low, high = target.expect
         search = target.keyword is not None
         started = time.perf_counter()
@@ -790,6 +1067,49 @@ class MonitoringIntegration(Integration):
                         False, _ms(started), error=f"keyword '{target.keyword}' not found{where}"
                     )
             return Result(True, _ms(started))
+
+    async def _check_http_status(self, target: Target, request: bytes) -> Result | None:
+        """Plain HTTP where only the status counts: the session's request on a connection
+        of our own, read up to the end of the response head. None when the answer is a
+        redirect to follow: the session then follows the chain, from the start.
+        """
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        sock = await self._open(target.host, target.port, _HAPPY_EYEBALLS_DELAY)
+        try:
+            # Breadth first: when the kernel connected at once (a local server), let the
+            # other checks of a sweep open their connections (and start their clocks)
+            # before this one sends its request.
+            await asyncio.sleep(0)
+            # A fresh connection's send buffer takes a request head whole: no waiting.
+            try:
+                sent = sock.send(request)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent < len(request):
+                await loop.sock_sendall(sock, request[sent:])
+            head = await http.read_head(loop, sock)
+        finally:
+            sock.close()
+        if head.redirect and target.max_redirects > 0:
+            return None
+        low, high = target.expect
+        if not low <= head.status <= high:
+            return Result(False, _ms(started), error=f"HTTP {head.status}")
+        return Result(True, _ms(started))
+
+    def _check_request(self, url: str) -> bytes | None:
+        """The request head for a plain-HTTP status check of ``url`` (None: the session's)."""
+        request = self._requests.get(url)
+        if request is None:
+            try:
+                request = http.check_request(url)
+            except ValueError:  # user info: the session sends it as Authorization
+                request = b""
+            if len(self._requests) >= _REQUESTS_KEPT:
+                self._requests.clear()
+            self._requests[url] = request
+        return request or None
 
     async def _check_dns(self, target: Target) -> Result:
         started = time.perf_counter()
@@ -820,6 +1140,9 @@ class MonitoringIntegration(Integration):
 
     async def _resolve(self, host: str, port: int | None, kind: int) -> list[tuple[int, Any]]:
         """(family, sockaddr) pairs in the resolver's order of preference."""
+        literal = _literal_sockaddr(host, port)
+        if literal is not None:  # what getaddrinfo answers for an address, without its thread
+            return [literal]
         name = host.rstrip(".").lower()
         if name == "invalid" or name.endswith(".invalid"):
             # RFC 6761: never asked of a name server; answering here keeps checks local.
@@ -831,18 +1154,46 @@ class MonitoringIntegration(Integration):
 
     async def _connect(self, target: Target) -> None:
         """Open and close a TCP connection to the first address that accepts one."""
+        (await self._open(target.host, target.port)).close()
+
+    async def _open(
+        self, host: str, port: int | None, happy_eyeballs_delay: float | None = None
+    ) -> socket.socket:
+        """A connected non-blocking TCP socket: the first address that accepts one, in the
+        resolver's order; with ``happy_eyeballs_delay``, the next address is tried that long
+        after the last (RFC 8305, as aiohttp connects) instead of after it failed.
+        """
         loop = asyncio.get_running_loop()
-        first: OSError | None = None
-        for family, sockaddr in await self._resolve(target.host, target.port, socket.SOCK_STREAM):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
+        literal = _literal_sockaddr(host, port)
+        if literal is not None:  # the usual case, without a coroutine for _resolve
+            sock = _stream_socket(literal[0])
             try:
-                await loop.sock_connect(sock, sockaddr)
-                return
-            except OSError as exc:
-                first = first or exc
-            finally:
+                await _sock_connect(loop, sock, literal[1])
+            except BaseException:
                 sock.close()
+                raise
+            return sock
+        addresses = await self._resolve(host, port, socket.SOCK_STREAM)
+        if happy_eyeballs_delay is not None and len(addresses) > 1:
+            infos = [(f, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", a) for f, a in addresses]
+            sock = await aiohappyeyeballs.start_connection(
+                infos, happy_eyeballs_delay=happy_eyeballs_delay, loop=loop
+            )
+            sock.setblocking(False)
+            return sock
+        first: OSError | None = None
+        for family, sockaddr in addresses:
+            sock = _stream_socket(family)
+            try:
+                await _sock_connect(loop, sock, sockaddr)
+            except OSError as exc:
+                sock.close()
+                first = first or exc
+                continue
+            except BaseException:  # cancelled (timed out): the socket is not handed out
+                sock.close()
+                raise
+            return sock
         assert first is not None
         raise first
 
@@ -889,6 +1240,12 @@ class MonitoringIntegration(Integration):
                 context.verify_mode = ssl.CERT_NONE
             self._contexts[verify] = context
         return self._contexts[verify]
+
+    def _deadlines(self) -> _Deadlines:
+        loop = asyncio.get_running_loop()
+        if self._deadline_book is None or self._deadline_book.loop is not loop:
+            self._deadline_book = _Deadlines(loop)  # the first, or made in a finished loop
+        return self._deadline_book
 
     def _icmp_channel(self, family: int) -> _IcmpChannel:
         loop = asyncio.get_running_loop()
