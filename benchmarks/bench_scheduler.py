@@ -11,8 +11,9 @@ of its own so that its RSS is its own:
        (``max_instances=1``, ``coalesce=True``, start spread with
        ``next_run_time``), each doing the same check and appending its result to
        a batch that a 1 s job writes with ``Engine.apply``.
-``ar`` Design a after a restart: every endpoint's last check was 5 minutes
-       ago, so all are overdue at load (how evenly does the load spread then?).
+``ar`` Design a after a restart: the process stopped 5 minutes ago, so every
+       endpoint is overdue at load, its last checks spread over one interval as
+       a running scheduler leaves them (does the load stay spread?).
 
 Every check is real: a TCP connect through the monitoring integration to a
 local asyncio server (in the parent process, so its CPU is not counted) that
@@ -214,7 +215,11 @@ def copy_database(template: Path, path: Path, *, restart: bool) -> None:
     src.close()
     if restart:  # stopped five minutes ago: every endpoint is overdue
         last = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None)
-        dst.execute("UPDATE endpoints SET last_checked_at = ?", (last.isoformat(sep=" "),))
+        dst.execute(
+            "UPDATE endpoints"
+            " SET last_checked_at = datetime(?, '-' || (id * 37 % 60) || ' seconds')",
+            (last.isoformat(sep=" "),),
+        )
         dst.commit()
     dst.close()
 

@@ -133,6 +133,7 @@ class MonitoringSettings(_Section):
     flap_high: float = Field(default=50.0, gt=0, le=100)  # % state change that starts flapping
     flap_low: float = Field(default=25.0, gt=0, le=100)  # … and that ends it
     concurrency: int = Field(default=500, ge=1, le=20000)
+    ca_file: Path | None = None  # a homelab CA, trusted besides the system's
 
     @field_validator("reminder")
     @classmethod

@@ -62,6 +62,7 @@ from integrations.base import Connectivity, Integration, Reachability
 
 if TYPE_CHECKING:
     from calcifer_bot.config import Settings
+    from calcifer_bot.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -911,7 +912,14 @@ class MonitoringIntegration(Integration):
     name = "monitoring"
     title = "Monitoring"
 
-    def __init__(self, *, ca_file: str | None = None, icmp_privileged: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ca_file: str | None = None,
+        icmp_privileged: bool | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self._settings = settings
         self._ca_file = ca_file
         self._icmp_privileged = icmp_privileged
         self._contexts: dict[bool, ssl.SSLContext] = {}
@@ -921,9 +929,8 @@ class MonitoringIntegration(Integration):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitoringIntegration:
-        # A [monitoring] ca_file setting is read once the configuration has one.
-        ca_file = getattr(getattr(settings, "monitoring", None), "ca_file", None)
-        return cls(ca_file=str(ca_file) if ca_file else None)
+        ca_file = settings.monitoring.ca_file
+        return cls(ca_file=str(ca_file) if ca_file else None, settings=settings)
 
     # ----- the checks
 
@@ -1009,6 +1016,26 @@ class MonitoringIntegration(Integration):
             return False, f"invalid endpoint: {exc.message}"
         result = await self.check(target)
         return result.ok, result.error if not result.ok else result.warning
+
+    async def update_endpoint_status(self, endpoint: Any, db: Database) -> bool:
+        """The seed's API: check an endpoints row now and record the result as the
+        scheduler would (streaks, state, incident, alert); True when it is up now."""
+        from calcifer_bot.config import load_settings
+        from calcifer_bot.core import utcnow
+        from calcifer_bot.engine import Engine, Observation
+
+        now = utcnow()
+        if endpoint.kind == "push":
+            result = push_result(endpoint.last_push_at, endpoint.interval_s, now)
+        else:
+            ok, message = await self.check_endpoint(endpoint)
+            result = Result(ok, None, None if ok else message, message if ok else None)
+        engine = Engine(self._settings or load_settings(environ={}), db, utcnow)
+        observation = Observation(endpoint.id, now, result.ok, result.latency_ms,
+                                  result.error or result.warning)  # fmt: skip
+        await engine.apply([observation])
+        row = await db.read(lambda s: s.get(type(endpoint), endpoint.id))
+        return row is not None and row.state == "up"
 
     async def _check_icmp(self, target: Target) -> Result:
         address = _literal_sockaddr(target.host, None)

@@ -288,3 +288,19 @@ async def test_endpoints_from_the_config_file_are_synced_and_validated(
     with pytest.raises(ConfigError, match=r"\[\[endpoints\]\] x: tcp needs a port"):
         await core.db.write(lambda s: sync_from_config(s, bad, clock()))
     assert await count(core, Endpoint) == 1  # the failed sync changed nothing
+
+
+async def test_the_seed_api_checks_and_records_an_endpoint(
+    bot: ChatBot, core: Core, site: Site
+) -> None:
+    import integrations
+
+    await bot.say(f"endpoint add nas http {site.url} --failures 1", user=OPS)
+    ep = await core.db.read(lambda s: s.scalars(select(Endpoint)).one())
+    monitoring = integrations.get("monitoring")
+
+    assert await monitoring.check_endpoint(ep) == (True, None)  # type: ignore[attr-defined]
+    assert await monitoring.update_endpoint_status(ep, core.db) is True  # type: ignore[attr-defined]
+    site.status = 503
+    assert await monitoring.update_endpoint_status(ep, core.db) is False  # type: ignore[attr-defined]
+    assert await count(core, Incident) == 1
