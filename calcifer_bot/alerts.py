@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calcifer_bot.models import Endpoint, EndpointGroup, Incident, WorkItem
-from calcifer_bot.parser import format_duration
+from calcifer_bot.parser import counted, format_duration
 from calcifer_bot.reply import Button, Field, Reply, Status
 
 # Lines of context for an outage of a service: recent merges, open work items.
@@ -96,7 +96,7 @@ def _render_one(
         names = ", ".join(c.endpoint.name for c in affected[:10])
         more = f" and {len(affected) - 10} more" if len(affected) > 10 else ""
         fields.append(
-            Field(f"{_count(len(affected), 'dependent endpoint')} affected", names + more, False)
+            Field(f"{counted(len(affected), 'dependent endpoint')} affected", names + more, False)
         )
     context = _context(session, incident)
     if context:
@@ -147,7 +147,7 @@ def _render_many(primary: list[Incident], children: list[Incident], now: datetim
     down = [i for i in primary if i.resolved_at is None]
     lines = [_line(i, now) for i in primary]
     if children:
-        lines.append(f"{_count(len(children), 'dependent endpoint')} folded in.")
+        lines.append(f"{counted(len(children), 'dependent endpoint')} folded in.")
     lead = primary[0]
     if not down:
         return Reply(
@@ -191,10 +191,6 @@ def _render_group(session: Session, ref: str, incidents: list[Incident], now: da
         if lead and not lead.acked_at
         else (),
     )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def recovery(incident: Incident) -> Reply:

@@ -50,6 +50,13 @@ def format_duration(delta: timedelta) -> str:
     return " ".join(out[:2])
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 endpoint``, ``3 endpoints``, ``2 successes``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
 def quote(word: str) -> str:
     """Quote a word so :func:`tokenize` gives it back unchanged."""
     return shlex.quote(word)

@@ -14,7 +14,7 @@ from calcifer_bot import __version__
 from calcifer_bot.commands import Arg, Context, Spec, command, integer
 from calcifer_bot.errors import UsageError
 from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage, RoleGrant
-from calcifer_bot.parser import format_duration
+from calcifer_bot.parser import counted, format_duration
 from calcifer_bot.reply import Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role, check_identity
 
@@ -136,17 +136,13 @@ async def _monitoring_counts(ctx: Context) -> Section:
         ]
     )
     if down:
-        section.problems.append((Status.ERROR, f"{_count(down, 'endpoint')} down."))
+        section.problems.append((Status.ERROR, f"{counted(down, 'endpoint')} down."))
     if dead:
         section.fields.append(Field("Undeliverable messages", str(dead)))
         section.problems.append(
-            (Status.WARNING, f"{_count(dead, 'message')} could not be delivered.")
+            (Status.WARNING, f"{counted(dead, 'message')} could not be delivered.")
         )
     return section
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @command(

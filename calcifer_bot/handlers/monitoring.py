@@ -16,7 +16,7 @@ from calcifer_bot.engine import endpoint_named
 from calcifer_bot.errors import NotFound, UsageError
 from calcifer_bot.handlers.basics import Section, status_section
 from calcifer_bot.models import Endpoint, EndpointGroup, Incident, MaintenanceWindow
-from calcifer_bot.parser import format_duration
+from calcifer_bot.parser import counted, format_duration
 from calcifer_bot.reply import Attachment, Button, Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role
 from integrations.monitoring import generate_endpoint_documentation
@@ -177,12 +177,7 @@ async def endpoint_add(
 
 
 def _thresholds(failures: int, successes: int) -> str:
-    return f"down after {_count(failures, 'failure')}, up after {_count(successes, 'success')}"
-
-
-def _count(n: int, noun: str) -> str:
-    plural = noun + ("es" if noun.endswith("s") else "s")
-    return f"{n} {noun if n == 1 else plural}"
+    return f"down after {counted(failures, 'failure')}, up after {counted(successes, 'success')}"
 
 
 def _here(ctx: Context) -> str:
