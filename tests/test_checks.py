@@ -18,7 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
@@ -261,23 +261,6 @@ async def monitoring(pki: Pki) -> AsyncIterator[MonitoringIntegration]:
     yield checks
     await checks.close()
     await http.close()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port nothing listens on: bound to learn a free number, then closed."""
-    with socket.socket() as sock:
-        sock.bind((LOCAL, 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A listener whose connections complete in the kernel and are never answered."""
-    with socket.socket() as sock:
-        sock.bind((LOCAL, 0))
-        sock.listen(16)
-        yield int(sock.getsockname()[1])
 
 
 def target(kind: str, text: str, **options: Any) -> Target:

@@ -7,9 +7,8 @@ import contextlib
 import json
 import os
 import pty
-import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,21 +98,6 @@ async def server() -> AsyncIterator[Server]:
     state.port = site._server.sockets[0].getsockname()[1]
     yield state
     await runner.cleanup()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCAL, 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind((LOCAL, 0))
-        sock.listen(4)
-        yield int(sock.getsockname()[1])
 
 
 async def test_all_up_exits_0(tmp_path: Path, server: Server) -> None:
