@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,6 @@ class Definition:
     quorum: int | None = None
     depends_on: str | None = None
     remind: timedelta | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_name(name: str) -> str:
@@ -74,10 +73,17 @@ def qualify_channel(channel: str, platform: str) -> str:
     return f"{platform}:{channel}"
 
 
-def build(d: Definition, session: Session, now: datetime, *, source: str) -> Endpoint:
-    """Validate ``d`` against the database and return a new, unsaved Endpoint."""
+def build(
+    d: Definition, session: Session, now: datetime, *, source: str, replaces: int | None = None
+) -> Endpoint:
+    """Validate ``d`` against the database and return a new, unsaved Endpoint.
+
+    ``replaces`` is the id of the endpoint this definition updates, which may keep its name.
+    """
     check_name(d.name)
-    if session.scalar(select(Endpoint.id).where(Endpoint.name == d.name)):
+    if session.scalar(
+        select(Endpoint.id).where(Endpoint.name == d.name, Endpoint.id != (replaces or 0))
+    ):
         raise UsageError(f"an endpoint named {d.name!r} exists already; pick another name")
     if d.interval <= timedelta(0):
         raise UsageError("--interval must be above zero, e.g. 60s")
@@ -145,7 +151,7 @@ def build(d: Definition, session: Session, now: datetime, *, source: str) -> End
 # -- TOML [[endpoints]] ------------------------------------------------------
 
 _DURATIONS = {"interval", "timeout", "remind"}
-_FIELDS = set(Definition.__dataclass_fields__) - {"extra"} | {"depends-on", "warn-days"}
+_FIELDS = set(Definition.__dataclass_fields__) | {"depends-on", "warn-days"}
 
 
 def definitions_from_config(entries: tuple[dict[str, Any], ...]) -> list[Definition]:
@@ -234,17 +240,13 @@ def _sync_one(
     clash = session.scalars(select(Endpoint).where(Endpoint.name == d.name)).first()
     if clash is not None and clash.source != "config":
         raise UsageError("an endpoint of that name was added in chat; rename one of them")
-    if old is not None:
-        old.name = f"~{old.id}"  # step aside so build() sees no duplicate; "~" is no name
-        session.flush()
-    new = build(d, session, now, source="config")
+    new = build(d, session, now, source="config", replaces=old.id if old else None)
     if old is None:
         session.add(new)
         changes.append(f"added {d.name}")
         return
     fresh = {c: getattr(new, c) for c in _COLUMNS if c not in _KEEP}
-    old.name = d.name
-    if any(getattr(old, c) != v for c, v in fresh.items() if c not in ("updated_at", "name")):
+    if any(getattr(old, c) != v for c, v in fresh.items() if c != "updated_at"):
         for c, v in fresh.items():
             setattr(old, c, v)
         changes.append(f"updated {d.name}")

@@ -237,7 +237,7 @@ class Engine:
             if parent is None:
                 return None
             if parent.state == "down":
-                incident = _open_incident(session, parent.id)
+                incident = open_incident(session, parent.id)
                 if incident is not None and incident.suppressed == "parent" and incident.parent_id:
                     # The parent is folded itself: join the incident that carries the message.
                     incident = session.get(Incident, incident.parent_id) or incident
@@ -313,7 +313,7 @@ class Engine:
 
     def _came_up(self, session: Session, ep: Endpoint, now: datetime) -> None:
         ep.state, ep.state_since = "up", ep.streak_since or now
-        incident = _open_incident(session, ep.id)
+        incident = open_incident(session, ep.id)
         if incident is None:
             return
         incident.resolved_at = ep.state_since
@@ -543,7 +543,7 @@ class Engine:
 
     def _release(self, session: Session, ep: Endpoint, reason: str, now: datetime) -> None:
         """A suppression ended: an outage that was never announced is announced now."""
-        incident = _open_incident(session, ep.id)
+        incident = open_incident(session, ep.id)
         if incident is None or incident.suppressed != reason:
             return
         still = self.suppression(session, ep, now)
@@ -652,7 +652,7 @@ class Engine:
         return result
 
 
-def _open_incident(session: Session, endpoint_id: int) -> Incident | None:
+def open_incident(session: Session, endpoint_id: int) -> Incident | None:
     return session.scalars(
         select(Incident)
         .where(Incident.endpoint_id == endpoint_id, Incident.resolved_at.is_(None))

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from calcifer_bot.core import Core
-from calcifer_bot.models import Endpoint, Incident, OutboxMessage
+from calcifer_bot.models import Endpoint, Incident
+from calcifer_bot.outbox import queue_counts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -46,14 +47,7 @@ def _read(session: Session) -> tuple[list[_Row], int, dict[str, int]]:
     incidents = session.scalar(
         select(func.count()).select_from(Incident).where(Incident.resolved_at.is_(None))
     )
-    queue = dict(
-        session.execute(
-            select(OutboxMessage.status, func.count())
-            .where(OutboxMessage.status != "sent")
-            .group_by(OutboxMessage.status)
-        ).all()
-    )
-    return rows, incidents or 0, queue
+    return rows, incidents or 0, queue_counts(session)
 
 
 class _Snapshot(Collector):

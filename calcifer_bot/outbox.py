@@ -91,6 +91,16 @@ def enqueue(
     return True
 
 
+def queue_counts(session: Session) -> dict[str, int]:
+    """Messages not sent yet, by status: pending, dead."""
+    rows = session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.status != "sent")
+        .group_by(OutboxMessage.status)
+    )
+    return {status: count for status, count in rows}
+
+
 def unique_key(prefix: str) -> str:
     """A key for messages that are never retried as the same event (edits)."""
     return f"{prefix}:{secrets.token_hex(6)}"

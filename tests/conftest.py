@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,36 +19,91 @@ from sqlalchemy import create_engine, text
 
 import integrations
 from calcifer_bot import http
-from calcifer_bot.aio import blocking
 from calcifer_bot.commands import Registry
 from calcifer_bot.config import Settings, load_settings
 from calcifer_bot.core import Core
 from calcifer_bot.db import Database, normalize_url
+from calcifer_bot.models import Base
 from calcifer_bot.reply import Command, Reply
 
 POSTGRES_URL = os.environ.get("CALCIFER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a fresh SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'calcifer.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("CALCIFER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A URL for a schema of our own on the server at ``url``, dropped afterwards."""
     schema = f"t_{secrets.token_hex(6)}"
-    admin = create_engine(normalize_url(POSTGRES_URL))
+    admin = create_engine(normalize_url(url))
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = normalize_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    scoped = normalize_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        yield url.render_as_string(hide_password=False)
+        yield scoped.render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def _needs_postgres() -> str:
+    if not POSTGRES_URL:
+        pytest.skip("CALCIFER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, unmigrated database: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'calcifer.db'}"
+        return
+    with postgres_schema(_needs_postgres()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "calcifer.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> Iterator[str]:
+    with postgres_schema(_needs_postgres()) as url:
+        db = Database(url)
+        db.upgrade()
+        db.dispose()
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database without rows.
+
+    Migrating costs a few hundred ms, so it happens once per session: SQLite
+    tests get a copy of a migrated file, PostgreSQL tests the session's schema
+    truncated (identities restarted, so ids start at 1 as in a fresh one).
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "calcifer.db"
+        with (
+            closing(sqlite3.connect(request.getfixturevalue("_sqlite_template"))) as src,
+            closing(sqlite3.connect(path)) as dst,
+        ):
+            src.backup(dst)
+        db = Database(f"sqlite:///{path}")
+    else:
+        db = Database(request.getfixturevalue("_postgres_migrated"))
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield db
+    db.dispose()
 
 
 class FakeClock:
@@ -86,14 +143,6 @@ def clock() -> FakeClock:
 
 def make_settings(database_url: str, **env: str) -> Settings:
     return load_settings(environ={"CALCIFER_DATABASE_URL": database_url, **env})
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    await blocking(db.upgrade)
-    yield db
-    db.dispose()
 
 
 @dataclass

@@ -9,22 +9,20 @@ they belong to.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
-from calcifer_bot.db import Database, normalize_url
+from calcifer_bot.db import Database
 from calcifer_bot.endpoints import Definition, build
 from calcifer_bot.engine import Engine, Observation, maintenance_active
-from calcifer_bot.models import Base, CheckResult, Incident, MaintenanceWindow, OutboxMessage
+from calcifer_bot.models import CheckResult, Incident, MaintenanceWindow, OutboxMessage
 from calcifer_bot.outbox import MAX_ATTEMPTS, Delivery, Outbox
 from calcifer_bot.reply import MessageRef
-from tests.conftest import BACKENDS, POSTGRES_URL, FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings
 
 MINUTE = timedelta(minutes=1)
 
@@ -169,45 +167,6 @@ def updates(messages: list[Sent], ref: str) -> list[Sent]:
 
 def titles(messages: list[Sent]) -> list[str | None]:
     return [m.title for m in messages]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def migrated(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Database]:
-    """One migrated database per backend for this module: migrating costs ~0.5 s a test."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('alerts') / 'calcifer.db'}"
-    elif not POSTGRES_URL:
-        pytest.skip("CALCIFER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    else:
-        schema = f"t_{secrets.token_hex(6)}"
-        admin = create_engine(normalize_url(POSTGRES_URL))
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        options = {"options": f"-csearch_path={schema}"}
-        url = (
-            normalize_url(POSTGRES_URL)
-            .update_query_dict(options)
-            .render_as_string(hide_password=False)
-        )
-    db = Database(url)
-    db.upgrade()
-    yield db
-    db.dispose()
-    if request.param == "postgresql":
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def database(migrated: Database) -> Database:
-    """The module's database, emptied: each test starts with no endpoints and no messages."""
-    with migrated.engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    return migrated
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from adapters.console import ConsoleAdapter
 from calcifer_bot.core import Core
 from calcifer_bot.endpoints import definitions_from_config, sync_from_config
+from calcifer_bot.engine import endpoint_named
 from calcifer_bot.errors import ConfigError
 from calcifer_bot.models import Endpoint, Incident
 from calcifer_bot.outbox import deliver_pending
@@ -272,6 +273,11 @@ async def test_endpoints_from_the_config_file_are_synced_and_validated(
 
     again = await core.db.write(lambda s: sync_from_config(s, defs, clock()))
     assert again == []
+    await core.db.write(lambda s: setattr(endpoint_named(s, "nas"), "state", "down"))
+    slower = definitions_from_config((entries[0], {**entries[1], "interval": "90s"}))
+    assert await core.db.write(lambda s: sync_from_config(s, slower, clock())) == ["updated nas"]
+    nas = await core.db.read(lambda s: endpoint_named(s, "nas"))
+    assert (nas.interval_s, nas.state) == (90.0, "down")  # changed, and its state kept
     fewer = definitions_from_config(entries[:1])
     assert await core.db.write(lambda s: sync_from_config(s, fewer, clock())) == ["removed nas"]
 

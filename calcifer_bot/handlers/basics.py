@@ -6,14 +6,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import integrations
 from calcifer_bot import __version__
 from calcifer_bot.commands import Arg, Context, Spec, command, integer
 from calcifer_bot.errors import UsageError
-from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage, RoleGrant
+from calcifer_bot.models import AuditEntry, RoleGrant
+from calcifer_bot.outbox import queue_counts
 from calcifer_bot.parser import counted, format_duration
 from calcifer_bot.reply import Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role, check_identity
@@ -101,42 +102,10 @@ async def status(ctx: Context) -> Reply:
 
 
 @status_section
-async def _monitoring_counts(ctx: Context) -> Section:
-    now = ctx.now()
-
-    def count(session: Session) -> tuple[dict[str, int], int, int, dict[str, int]]:
-        states = dict(
-            session.execute(select(Endpoint.state, func.count()).group_by(Endpoint.state)).all()
-        )
-        muted = session.scalar(
-            select(func.count()).select_from(Endpoint).where(Endpoint.muted_until > now)
-        )
-        incidents = session.scalar(
-            select(func.count()).select_from(Incident).where(Incident.resolved_at.is_(None))
-        )
-        outbox = dict(
-            session.execute(
-                select(OutboxMessage.status, func.count())
-                .where(OutboxMessage.status != "sent")
-                .group_by(OutboxMessage.status)
-            ).all()
-        )
-        return states, muted or 0, incidents or 0, outbox
-
-    states, muted, incidents, outbox = await ctx.db.read(count)
-    down, dead = states.get("down", 0), outbox.get("dead", 0)
-    section = Section(
-        [
-            Field("Endpoints", str(sum(states.values()))),
-            Field("Up", str(states.get("up", 0))),
-            Field("Down", str(down)),
-            Field("Muted", str(muted)),
-            Field("Open incidents", str(incidents)),
-            Field("Queued messages", str(outbox.get("pending", 0))),
-        ]
-    )
-    if down:
-        section.problems.append((Status.ERROR, f"{counted(down, 'endpoint')} down."))
+async def _outbox(ctx: Context) -> Section:
+    queue = await ctx.db.read(queue_counts)
+    dead = queue.get("dead", 0)
+    section = Section([Field("Queued messages", str(queue.get("pending", 0)))])
     if dead:
         section.fields.append(Field("Undeliverable messages", str(dead)))
         section.problems.append(

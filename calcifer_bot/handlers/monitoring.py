@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from calcifer_bot.aio import blocking
 from calcifer_bot.alerts import ago, target_of
 from calcifer_bot.commands import Arg, Context, choice, command, duration, integer
 from calcifer_bot.endpoints import Definition, build, check_name, qualify_channel
-from calcifer_bot.engine import endpoint_named
+from calcifer_bot.engine import endpoint_named, open_incident
 from calcifer_bot.errors import NotFound, UsageError
 from calcifer_bot.handlers.basics import Section, status_section
 from calcifer_bot.models import Endpoint, EndpointGroup, Incident, MaintenanceWindow
@@ -245,9 +246,7 @@ async def endpoint_show(ctx: Context, name: str) -> Reply:
     def load(session: Session) -> tuple[Endpoint, str | None, Incident | None, int | None]:
         ep = endpoint_named(session, name)
         parent = session.get(Endpoint, ep.parent_id).name if ep.parent_id else None  # type: ignore[union-attr]
-        incident = session.scalars(
-            select(Incident).where(Incident.endpoint_id == ep.id, Incident.resolved_at.is_(None))
-        ).first()
+        incident = open_incident(session, ep.id)
         group = session.get(EndpointGroup, ep.group_name) if ep.group_name else None
         return ep, parent, incident, group.quorum if group else None
 
@@ -467,15 +466,10 @@ async def ack(ctx: Context, incident: str, reason: str | None) -> Reply:
     else:
 
         def open_of(session: Session) -> int:
-            ep = endpoint_named(session, incident)
-            found = session.scalar(
-                select(Incident.id).where(
-                    Incident.endpoint_id == ep.id, Incident.resolved_at.is_(None)
-                )
-            )
+            found = open_incident(session, endpoint_named(session, incident).id)
             if found is None:
                 raise NotFound(f"{incident} has no open incident")
-            return found
+            return found.id
 
         incident_id = await ctx.db.read(open_of)
     who = ctx.command.user_name or ctx.identity
@@ -536,15 +530,14 @@ async def incidents(ctx: Context, open: bool, count: int) -> Reply:
     examples=["uptime nas", "uptime web 30d"],
 )
 async def uptime(ctx: Context, name: str, window: timedelta) -> Reply:
-    span = window
     now = ctx.now()
 
     def stats(session: Session) -> history.Uptime:
         ep = endpoint_named(session, name)
-        return history.uptime(session, ep.id, span, now)
+        return history.uptime(session, ep.id, window, now)
 
     u = await ctx.db.read(stats)
-    label = format_duration(span)
+    label = format_duration(window)
     pct = "no data" if u.uptime_pct is None else f"{u.uptime_pct:.2f} %"
     fields = [
         Field("Uptime", pct),
@@ -577,20 +570,19 @@ def _ms(value: float | None) -> str:
     examples=["graph web", "graph nas 7d"],
 )
 async def graph(ctx: Context, name: str, window: timedelta) -> Reply:
-    span = window
     now = ctx.now()
     await ctx.progress(f"Drawing {name}…")
 
     def load(session: Session) -> history.Series:
         ep = endpoint_named(session, name)
-        return history.series(session, ep.id, span, now)
+        return history.series(session, ep.id, window, now)
 
     series = await ctx.db.read(load)
-    png = await blocking(history.render_graph, name, series, span)
+    png = await blocking(history.render_graph, name, series, window)
     return Reply(
-        title=f"{name}: latency over {format_duration(span)}",
+        title=f"{name}: latency over {format_duration(window)}",
         text=f"{len(series.points)} points, {len(series.down)} down periods.",
-        attachments=(Attachment(f"{name}-{format_duration(span).replace(' ', '')}.png", png,
+        attachments=(Attachment(f"{name}-{format_duration(window).replace(' ', '')}.png", png,
                                 "image/png"),),
     )  # fmt: skip
 
@@ -613,23 +605,43 @@ async def doc(ctx: Context, name: str) -> Reply:
 
 
 @status_section
-async def _down_now(ctx: Context) -> Section:
-    def rows(session: Session) -> tuple[list[str], int]:
-        names = list(
-            session.scalars(
-                select(Endpoint.name).where(Endpoint.state == "down").order_by(Endpoint.name)
-                .limit(10)
-            )
-        )  # fmt: skip
-        flapping = session.scalar(
-            select(func.count()).select_from(Endpoint).where(Endpoint.flapping.is_(True))
-        )
-        return names, flapping or 0
+async def _endpoints(ctx: Context) -> Section:
+    now = ctx.now()
 
-    names, flapping = await ctx.db.read(rows)
-    section = Section([])
-    if names:
-        section.fields.append(Field("Down now", ", ".join(names), inline=False))
+    def read(session: Session) -> tuple[dict[str, int], int, int, int, list[str]]:
+        states = dict(
+            session.execute(select(Endpoint.state, func.count()).group_by(Endpoint.state)).all()
+        )
+
+        def count(model: Any, *where: Any) -> int:
+            return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+        down = session.scalars(
+            select(Endpoint.name).where(Endpoint.state == "down").order_by(Endpoint.name).limit(10)
+        )
+        return (
+            states,
+            count(Endpoint, Endpoint.muted_until > now),
+            count(Endpoint, Endpoint.flapping.is_(True)),
+            count(Incident, Incident.resolved_at.is_(None)),
+            list(down),
+        )
+
+    states, muted, flapping, incidents, names = await ctx.db.read(read)
+    down = states.get("down", 0)
+    section = Section(
+        [
+            Field("Endpoints", str(sum(states.values()))),
+            Field("Up", str(states.get("up", 0))),
+            Field("Down", str(down)),
+            Field("Muted", str(muted)),
+            Field("Open incidents", str(incidents)),
+        ]
+    )
+    if down:
+        section.problems.append((Status.ERROR, f"{counted(down, 'endpoint')} down."))
+        more = f" and {down - len(names)} more" if down > len(names) else ""
+        section.fields.append(Field("Down now", ", ".join(names) + more, inline=False))
     if flapping:
         section.fields.append(Field("Flapping", str(flapping)))
         section.problems.append((Status.WARNING, f"{flapping} flapping."))
