@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 import integrations
@@ -26,7 +25,6 @@ from calcifer_bot.core import Clock, Core, utcnow
 from calcifer_bot.db import Database
 from calcifer_bot.endpoints import definitions_from_config, sync_from_config
 from calcifer_bot.errors import CalciferError
-from calcifer_bot.models import Endpoint
 from calcifer_bot.outbox import run_deliveries
 from calcifer_bot.web import build_app
 
@@ -61,12 +59,6 @@ async def open_core(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[
 async def sync_endpoints(core: Core) -> None:
     """Make the endpoints declared in the TOML file match the database."""
     defs = definitions_from_config(core.settings.endpoints)
-    if not defs and not core.settings.endpoints:
-        has_configured = await core.db.read(
-            lambda s: s.scalar(select(Endpoint.id).where(Endpoint.source == "config").limit(1))
-        )
-        if not has_configured:
-            return
     now = core.clock()
     for change in await core.db.write(lambda s: sync_from_config(s, defs, now)):
         log.info("endpoints from the configuration: %s", change)
