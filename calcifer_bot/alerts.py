@@ -119,7 +119,7 @@ def _render_one(
         text=text,
         status=Status.ERROR,
         fields=tuple(fields),
-        footer=_footer(incident),
+        footer=_footer(incident, now),
         buttons=(
             () if incident.acked_at else (Button("Acknowledge", f"ack {incident.id}", "primary"),)
         )
@@ -127,11 +127,14 @@ def _render_one(
     )
 
 
-def _footer(incident: Incident) -> str:
+def _footer(incident: Incident, now: datetime) -> str:
     footer = f"Incident #{incident.id}"
     if incident.acked_by:
         note = f": {incident.ack_note}" if incident.ack_note else ""
         footer += f" · acknowledged by {incident.acked_by}{note}"
+    ep = incident.endpoint
+    if ep.muted_until is not None and ep.muted_until > now:
+        footer += f" · muted by {ep.muted_by} until {ep.muted_until:%H:%M} UTC"
     return footer
 
 
@@ -160,7 +163,7 @@ def _render_many(primary: list[Incident], children: list[Incident], now: datetim
         title=f"{len(down)} of {len(primary)} endpoints down",
         text=f"Since {ago(lead.started_at, now)}.\n" + "\n".join(lines),
         status=Status.ERROR,
-        footer=_footer(lead),
+        footer=_footer(lead, now),
         buttons=(() if lead.acked_at else (Button("Acknowledge", f"ack {lead.id}", "primary"),)),
     )
 
@@ -186,7 +189,7 @@ def _render_group(session: Session, ref: str, incidents: list[Incident], now: da
         text=since + "\n".join(lines),
         status=Status.ERROR,
         footer=f"Alerts when {quorum} of {len(members)} are down"
-        + (f" · {_footer(lead)}" if lead else ""),
+        + (f" · {_footer(lead, now)}" if lead else ""),
         buttons=(Button("Acknowledge", f"ack {lead.id}", "primary"),)
         if lead and not lead.acked_at
         else (),

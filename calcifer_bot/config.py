@@ -25,6 +25,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from sqlalchemy.engine import make_url
@@ -157,6 +158,16 @@ class SlackSettings(_Section):
     api_url: str | None = None
 
     _check_url = field_validator("api_url")(lambda v: _url(v, ("http", "https")))
+
+    @field_validator("bot_token", "app_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Pasting the app token for the bot token (or a user token) is the usual mistake.
+        prefix = {"bot_token": "xoxb-", "app_token": "xapp-"}[info.field_name or ""]
+        if value is not None and not value.get_secret_value().startswith(prefix):
+            kind = "a bot token" if prefix == "xoxb-" else "an app-level token"
+            raise ValueError(f"expected {kind} starting with {prefix}")
+        return value
 
     @property
     def enabled(self) -> bool:

@@ -450,9 +450,19 @@ class Engine:
         return await self._write(run)
 
     async def mute(self, name: str, until: datetime, reason: str | None, by: str) -> Endpoint:
+        now = self.clock()
+
         def run(session: Session) -> Endpoint:
             ep = endpoint_named(session, name)
             ep.muted_until, ep.mute_reason, ep.muted_by = until, reason, by
+            # The open alert says who muted it (a button press included), in its thread too.
+            incident = open_incident(session, ep.id)
+            if incident is not None and incident.alert_ref:
+                why = f": {reason}" if reason else ""
+                text = f"Muted by {by} until {until:%Y-%m-%d %H:%M} UTC{why}."
+                key = unique_key(f"mute:{incident.id}")
+                self._reply(session, ep, incident.alert_ref, Reply(text), "mute", now, key=key)
+                self._update(session, ep, incident.alert_ref, now)
             return ep
 
         return await self._write(run)

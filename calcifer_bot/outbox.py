@@ -52,6 +52,9 @@ class Delivery:
     # For update and reply: the message that was posted under ``ref`` here.
     target: MessageRef | None
     attempts: int
+    # An earlier attempt may have reached the platform (it failed, or its worker
+    # died mid-send): a deliverer that can look should check before posting again.
+    retried: bool = False
 
     @property
     def platform(self) -> str:
@@ -193,7 +196,7 @@ class Outbox:
             if row is None:
                 return
             row.attempts += 1
-            row.last_error, row.leased_until = error[:1000], None
+            row.last_error, row.leased_until, row.leased_by = error[:1000], None, None
             if permanent or row.attempts >= MAX_ATTEMPTS:
                 row.status = "dead"
                 log.error("giving up on message %d to %s: %s", row.id, row.destination, error)
@@ -244,6 +247,8 @@ def _delivery(session: Session, row: OutboxMessage) -> Delivery | None:
         reply=Reply.from_dict(payload["reply"]),
         target=None,
         attempts=row.attempts,
+        # A lease that was never closed (sent, failed, released) ended in a crash.
+        retried=row.attempts > 0 or row.leased_by is not None,
     )
     if op == "post" or ref is None:
         return delivery

@@ -125,6 +125,7 @@ class Command:
     text: str
     user_name: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    user_email: str | None = None  # for Git authorship, where the platform tells
 
     @property
     def identity(self) -> str:

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 import integrations
+from adapters import chat_adapters
 from adapters.console import ConsoleAdapter
 from calcifer_bot import http
 from calcifer_bot.aio import blocking
@@ -25,7 +26,7 @@ from calcifer_bot.core import Clock, Core, utcnow
 from calcifer_bot.db import Database
 from calcifer_bot.endpoints import definitions_from_config, sync_from_config
 from calcifer_bot.errors import CalciferError
-from calcifer_bot.outbox import run_deliveries
+from calcifer_bot.outbox import Deliver, run_deliveries
 from calcifer_bot.web import build_app
 
 log = logging.getLogger(__name__)
@@ -77,43 +78,53 @@ async def run(settings: Settings, *, terminal: bool) -> None:
 
 async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
-    runner = web.AppRunner(build_app(core, scheduler), shutdown_timeout=3.0)
+    chats = chat_adapters(core, settings)
+    app = build_app(core, scheduler)
+    for chat in chats:
+        chat.add_routes(app)
+    runner = web.AppRunner(app, shutdown_timeout=3.0)
     # Before the "listening" line: whoever acts on it may send a signal at once.
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     count = await core.scheduler.load()
     log.info("monitoring %d endpoints", count)
+    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    background: list[asyncio.Task[Any]] = []
+
+    def deliver_to(deliver: Deliver, platform: str) -> None:
+        background.append(
+            asyncio.create_task(
+                run_deliveries(core.outbox, deliver, (platform,), wake=core.outbox_wake)
+            )
+        )
+
     try:
         core.scheduler.start(scheduler)
         scheduler.start()
         await runner.setup()
         await _listen(runner, settings)
-        chat = [name for name in ("slack", "discord") if getattr(settings, name).enabled]
-        for name in chat:
-            log.warning("%s credentials are set, but this build has no %s adapter yet", name, name)
-        waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
-        background: list[asyncio.Task[Any]] = []
-        if terminal and not chat:
-            adapter = ConsoleAdapter(core)
+        for chat in chats:
+            await chat.start()
+            deliver_to(chat.deliver, chat.platform)
+        if settings.discord.enabled:
+            log.warning("discord credentials are set, but this build has no discord adapter yet")
+        if terminal and not chats and not settings.discord.enabled:
+            console = ConsoleAdapter(core)
             waits.append(
-                asyncio.create_task(adapter.run_interactive(history_file(), ctrl_c_exits=True))
+                asyncio.create_task(console.run_interactive(history_file(), ctrl_c_exits=True))
             )
-            background.append(
-                asyncio.create_task(
-                    run_deliveries(
-                        core.outbox, adapter.deliver, ("console",), wake=core.outbox_wake
-                    )
-                )
-            )
-        elif not chat:
+            deliver_to(console.deliver, "console")
+        elif not chats:
             log.info("no chat credentials and stdin is not a terminal: running without chat")
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits + background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
         log.info("shutting down")
     finally:
+        for task in waits + background:
+            task.cancel()
+        await asyncio.gather(*waits, *background, return_exceptions=True)
+        for chat in chats:
+            await chat.stop()
         if scheduler.running:
             scheduler.shutdown(wait=False)
         await core.scheduler.stop()

@@ -209,12 +209,12 @@ class Server:
 
 
 @contextmanager
-def running(tmp_path: Path) -> Iterator[Server]:
+def running(tmp_path: Path, **env: str) -> Iterator[Server]:
     """``calcifer run`` without a terminal, once it says where it listens."""
     proc = subprocess.Popen(
         [str(CALCIFER), "run"],
         cwd=tmp_path,
-        env=calcifer_env(tmp_path, {"CALCIFER_HTTP_PORT": "0"}),
+        env=calcifer_env(tmp_path, {"CALCIFER_HTTP_PORT": "0", **env}),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

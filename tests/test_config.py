@@ -234,6 +234,8 @@ def test_a_missing_interpolation_variable_is_an_error_naming_key_and_variable() 
         ("", {"CALCIFER_DEFAULT_ROLE": "god"}, "CALCIFER_DEFAULT_ROLE", "got 'god'"),
         ("", {"CALCIFER_DATABASE_URL": "no url"}, "CALCIFER_DATABASE_URL", "SQLAlchemy URL"),
         ("", {"CALCIFER_SLACK_API_URL": "ftp://x"}, "CALCIFER_SLACK_API_URL", "http or https"),
+        ("", {"SLACK_APP_TOKEN": TOKEN}, "SLACK_APP_TOKEN", "app-level token starting with xapp-"),
+        ("", {"SLACK_BOT_TOKEN": "xapp-1-A"}, "SLACK_BOT_TOKEN", "bot token starting with xoxb-"),
         (
             "",
             {"CALCIFER_DISCORD_GATEWAY_URL": "http://127.0.0.1:1/gw"},
@@ -253,6 +255,8 @@ def test_a_missing_interpolation_variable_is_an_error_naming_key_and_variable() 
         "unknown-role",
         "bad-database-url",
         "slack-api-url-scheme",
+        "slack-bot-token-as-app-token",
+        "slack-app-token-as-bot-token",
         "discord-gateway-url-scheme",
         "alert-channel-without-platform",
         "typo-top-level-key",
@@ -353,7 +357,7 @@ def test_the_database_password_is_a_secret() -> None:
 @pytest.fixture
 def log() -> tuple[logging.Logger, io.StringIO]:
     settings = load_settings(
-        environ={"SLACK_BOT_TOKEN": TOKEN, "SLACK_APP_TOKEN": f"{TOKEN}-and-more"}
+        environ={"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": f"{TOKEN}-and-more"}
     )
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

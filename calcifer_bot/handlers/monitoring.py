@@ -365,7 +365,7 @@ async def mute(ctx: Context, name: str, duration: timedelta, reason: str | None)
     if duration > timedelta(days=365) or duration <= timedelta(0):
         raise UsageError("DURATION must be above zero and at most 365d")
     until = ctx.now() + duration
-    await ctx.core.engine.mute(name, until, reason, ctx.identity)
+    await ctx.core.engine.mute(name, until, reason, ctx.command.user_name or ctx.identity)
     why = f" ({reason})" if reason else ""
     return Reply(
         text=f"Muted {name} for {format_duration(duration)}, until {until:%Y-%m-%d %H:%M} UTC"
