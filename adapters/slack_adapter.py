@@ -42,6 +42,7 @@ from calcifer_bot.core import Core
 from calcifer_bot.errors import ConfigError, IntegrationError
 from calcifer_bot.outbox import Delivery
 from calcifer_bot.reply import Attachment, Command, MessageRef, Reply, Visibility
+from integrations.base import Connectivity, Reachability
 
 log = logging.getLogger(__name__)
 
@@ -224,20 +225,34 @@ class SlackAdapter:
         if self.settings.signing_secret is not None:
             app.router.add_post("/slack/events", self._http)
 
+    async def check_connectivity(self) -> Connectivity:
+        """auth.test: the cheapest call that proves the bot token."""
+        try:
+            async with asyncio.timeout(10):
+                auth = await api(self.client.auth_test())
+        except TimeoutError:
+            return Connectivity(Reachability.CANNOT_CONNECT, "Slack did not answer within 10 s")
+        except SlackError as exc:
+            if exc.code in AUTH_ERRORS:
+                refused = f"SLACK_BOT_TOKEN was refused by Slack ({exc.code})"
+                return Connectivity(Reachability.INVALID_AUTH, refused)
+            return Connectivity(Reachability.CANNOT_CONNECT, exc.message)
+        self.bot_user = auth.get("user_id")
+        return Connectivity(Reachability.OK, f"as {auth.get('user')} in {auth.get('team')}")
+
     async def start(self) -> None:
         """Check the bot token, then connect Socket Mode in the background.
 
         A refused token is fatal; an unreachable Slack is not: monitoring goes
         on, alerts wait in the outbox, and the connection is retried.
         """
-        try:
-            auth = await api(self.client.auth_test())
-            self.bot_user = auth.get("user_id")
-            log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
-        except SlackError as exc:
-            if exc.code in AUTH_ERRORS:
-                raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack ({exc.code})") from None
-            log.warning("%s; alerts wait in the outbox until it answers", exc.message)
+        found = await self.check_connectivity()
+        if found.state is Reachability.INVALID_AUTH:
+            raise ConfigError(found.detail)
+        if found:
+            log.info("connected to Slack %s", found.detail)
+        else:
+            log.warning("%s; alerts wait in the outbox until it answers", found.detail)
         if self.settings.app_token is not None:
             self.socket = AsyncSocketModeHandler(
                 self.app, self.settings.app_token.get_secret_value(), logger=log

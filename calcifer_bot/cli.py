@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import IO, Any, TypeVar
 
 import integrations
+from adapters import chat_adapters
 from adapters.console import ConsoleAdapter
 from calcifer_bot import __version__, runtime
 from calcifer_bot.aio import blocking
@@ -148,11 +149,19 @@ async def _config_check(settings: Settings) -> int:
         current, head = await blocking(core.db.revision)
         print(f"Database: ok ({core.db.kind}, schema {current}, newest {head})")
         results = await integrations.check_all()
+        chats: dict[str, integrations.Connectivity] = {}
+        for chat in chat_adapters(core, settings):
+            chats[chat.platform] = await chat.check_connectivity()
+            await chat.stop()
     print("Integrations:" if results else "Integrations: none installed")
     for name, result in results.items():
         print(f"  {name:<22} {result}")
+    print("Chat:" if chats else "Chat: no Slack or Discord credentials (the console only)")
+    for name, result in chats.items():
+        print(f"  {name:<22} {result}")
     skip = (integrations.Reachability.NOT_CONFIGURED, integrations.Reachability.DISABLED)
-    return 0 if all(r or r.state in skip for r in results.values()) else 1
+    found = [*results.values(), *chats.values()]
+    return 0 if all(r or r.state in skip for r in found) else 1
 
 
 async def _db_upgrade(settings: Settings) -> int:

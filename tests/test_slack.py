@@ -47,7 +47,7 @@ from tests.fakeslack import (
     signed_headers,
     slash_command,
 )
-from tests.test_cli import running
+from tests.test_cli import calcifer, running
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ADMIN, OPERATOR, VIEWER = "U1", "U2", "U3"  # alice, bob, vera in the fake
@@ -557,6 +557,27 @@ async def test_posts_to_one_channel_are_paced_one_a_second() -> None:
 # -- files, people, start-up ------------------------------------------------------
 
 
+async def test_a_chart_asked_for_in_a_mention_is_uploaded_into_the_thread(
+    socket: SlackAdapter, fake: FakeSlack, core: Core, clock: FakeClock
+) -> None:
+    endpoint_id = await add_endpoint(core, "nas")
+    for ok in (True, True, False, True):
+        await observe(core, endpoint_id, ok)
+        clock.advance(timedelta(minutes=1))
+    mention = app_mention("<@UBOT> graph nas 1h", user=VIEWER, ts="1700000100.000100")
+
+    await fake.push("events_api", event(mention))
+
+    await fake.wait_for(lambda: bool(fake.files))
+    [answer] = fake.messages
+    assert answer.thread_ts == "1700000100.000100"
+    assert answer.edited == 1, "graph is slow: its working note is replaced by the answer"
+    assert "nas: latency over 1 h" in texts(answer) or "nas: latency" in texts(answer)
+    [chart] = fake.files
+    assert chart.thread_ts == "1700000100.000100" and chart.channel == "C1"
+    assert chart.content.startswith(b"\x89PNG")
+
+
 async def test_a_private_file_goes_to_the_callers_direct_messages(
     socket: SlackAdapter, fake: FakeSlack, core: Core
 ) -> None:
@@ -611,3 +632,22 @@ async def test_calcifer_run_connects_to_slack_and_answers(tmp_path: Path, fake: 
     assert code == 0, server.log
     assert "Traceback" not in server.log
     assert "no slack adapter" not in server.log
+
+
+@pytest.mark.parametrize(
+    ("token", "code", "shown"),
+    [("xoxb-test", 0, "ok: as calcifer in Test"), ("xoxb-revoked", 1, "invalid auth")],
+    ids=["valid", "refused"],
+)
+async def test_config_check_says_whether_slack_takes_the_token(
+    tmp_path: Path, fake: FakeSlack, token: str, code: int, shown: str
+) -> None:
+    env = {**slack_env(fake), "SLACK_BOT_TOKEN": token}
+
+    # In a thread: the fake answers on this test's event loop.
+    result = await asyncio.to_thread(calcifer, tmp_path, "config", "check", **env)
+
+    assert result.returncode == code, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("slack "))
+    assert shown in line
+    assert token not in result.stdout + result.stderr, "secrets stay masked"
