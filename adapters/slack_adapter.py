@@ -507,18 +507,25 @@ class SlackAdapter:
 
     async def _already_posted(self, delivery: Delivery, thread: str | None) -> str | None:
         """The ts of this delivery's message if an earlier, uncertain attempt got through."""
-        if thread is None:
-            found = await api(
-                self.client.conversations_history(
-                    channel=delivery.channel, limit=100, include_all_metadata=True
+        try:
+            if thread is None:
+                found = await api(
+                    self.client.conversations_history(
+                        channel=delivery.channel, limit=100, include_all_metadata=True
+                    )
                 )
-            )
-        else:
-            found = await api(
-                self.client.conversations_replies(
-                    channel=delivery.channel, ts=thread, limit=200, include_all_metadata=True
+            else:
+                found = await api(
+                    self.client.conversations_replies(
+                        channel=delivery.channel, ts=thread, limit=200, include_all_metadata=True
+                    )
                 )
-            )
+        except SlackError as exc:
+            if exc.code in ("", "ratelimited"):  # Slack is away: look again on the next try
+                raise
+            # No history scope (an older manifest): a rare duplicate beats a lost alert.
+            log.warning("cannot look for an earlier post of alert %d: %s", delivery.id, exc.code)
+            return None
         messages: list[dict[str, Any]] = found.get("messages") or []
         for message in messages:
             meta: dict[str, Any] = message.get("metadata") or {}

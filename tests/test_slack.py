@@ -516,6 +516,22 @@ async def test_an_alert_posted_just_before_a_crash_is_not_posted_again(
     assert posted is not None and posted.message_id == fake.messages[0].ts
 
 
+async def test_without_the_history_scope_a_retried_alert_is_still_posted(
+    slack: SlackAdapter, fake: FakeSlack, core: Core, clock: FakeClock
+) -> None:
+    fake.fail("chat.postMessage", status=500, error="internal_error")
+    fake.fail("conversations.history", error="missing_scope")
+    endpoint_id = await add_endpoint(core, "nas", failures=1)
+    await observe(core, endpoint_id, ok=False)
+    assert await deliver(core, slack) == 0
+
+    clock.advance(timedelta(minutes=5))
+    assert await deliver(core, slack) == 1
+
+    assert len(fake.messages) == 1
+    assert fake.calls_to("conversations.history"), "it did look before posting again"
+
+
 async def test_an_alert_channel_calcifer_is_not_in_is_joined(
     slack: SlackAdapter, fake: FakeSlack, core: Core
 ) -> None:
