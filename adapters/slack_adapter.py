@@ -310,7 +310,7 @@ class SlackAdapter:
         action = body["actions"][0]
         container = body.get("container", {})
         ephemeral = bool(container.get("is_ephemeral"))
-        if action.get("action_id") == DISMISS:
+        if action.get("action_id", "").startswith(DISMISS):
             if ephemeral:
                 await respond(delete_original=True)
             return

@@ -36,7 +36,7 @@ MESSAGE_CHARS = 4000
 MAX_MESSAGES = 5
 
 ACTION_PREFIX = "calcifer:"
-DISMISS = ACTION_PREFIX + "dismiss"
+DISMISS = ACTION_PREFIX + "dismiss:"  # + the button's index; such a button has no value
 COLOURS = {
     Status.OK: "#2eb886",
     Status.INFO: "#439fe0",
@@ -100,12 +100,15 @@ def split_text(text: str, limit: int) -> list[str]:
     fenced = False
     for line in _lines(text, limit - 8):  # room for the fences added below
         candidate = f"{current}\n{line}" if current else line
-        if len(candidate) + (4 if fenced else 0) > limit and current:
+        toggles = line.count("```") % 2 == 1
+        # A piece that ends inside a code block needs room for the closing fence.
+        closing = 4 if fenced != toggles else 0
+        if len(candidate) + closing > limit and current:
             pieces.append(current + ("\n```" if fenced else ""))
             current = ("```\n" if fenced else "") + line
         else:
             current = candidate
-        if line.count("```") % 2:
+        if toggles:
             fenced = not fenced
     if current or not pieces:
         pieces.append(current)
@@ -136,27 +139,31 @@ def button_element(index: int, button: Button) -> dict[str, Any] | None:
     element: dict[str, Any] = {
         "type": "button",
         "text": {"type": "plain_text", "text": cut(button.label, BUTTON_TEXT), "emoji": True},
-        "action_id": DISMISS if button.command is None else f"{ACTION_PREFIX}{index}",
-        "value": button.command or "",
+        # Action ids must be unique within a message, dismiss buttons included.
+        "action_id": f"{DISMISS if button.command is None else ACTION_PREFIX}{index}",
     }
+    if button.command is not None:
+        element["value"] = button.command
     if button.style != "default":
         element["style"] = button.style
     return element
 
 
 def render(reply: Reply) -> Rendered:
-    text_sections = [_section(piece) for piece in split_text(mrkdwn(reply.text), SECTION_TEXT)]
-    text_sections = [s for s in text_sections if s["text"]["text"].strip()]
-    if reply.status is not Status.INFO and not reply.title and text_sections:
-        lead = text_sections[0]["text"]
-        lead["text"] = EMOJI[reply.status] + lead["text"]
+    text = mrkdwn(reply.text)
+    if not reply.title and text.strip():
+        text = EMOJI[reply.status] + text
+    text_sections = [_section(piece) for piece in split_text(text, SECTION_TEXT) if piece.strip()]
     head: list[dict[str, Any]] = []
     if reply.title:
         title = cut(EMOJI[reply.status] + reply.title, HEADER_TEXT)
         header = {"type": "plain_text", "text": title, "emoji": True}
         head.append({"type": "header", "text": header})
     details = _details(reply)
-    fallback = cut(plain_text(reply), MESSAGE_CHARS)
+    # Escaped too: notifications show it, and a typed <!channel> must not ping anyone.
+    fallback = cut(escape(plain_text(reply)), MESSAGE_CHARS)
+    if not fallback.strip():
+        fallback = "(no text)"
 
     # The first message: the header, the text that fits, and the details with the buttons.
     budget = MESSAGE_CHARS - _size(details) - _size(head)
@@ -203,6 +210,7 @@ def _details(reply: Reply) -> list[dict[str, Any]]:
     for f in reply.fields:
         if not f.inline:
             blocks.append(_section(cut(f"*{escape(f.name)}*\n{mrkdwn(f.value)}", SECTION_TEXT)))
+    del blocks[BLOCKS // 2 :]  # room for the header, text, footer and buttons
     if reply.footer:
         blocks.append(_context(cut(mrkdwn(reply.footer), CONTEXT_TEXT)))
     elements = (button_element(i, b) for i, b in enumerate(reply.buttons[:BUTTONS]))

@@ -29,7 +29,7 @@ from calcifer_bot.core import Core
 from calcifer_bot.endpoints import Definition, build
 from calcifer_bot.engine import Observation
 from calcifer_bot.errors import ConfigError
-from calcifer_bot.models import AuditEntry, Incident, OutboxMessage
+from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage
 from calcifer_bot.outbox import LEASE, Outbox, deliver_pending
 from calcifer_bot.reply import Status
 from calcifer_bot.web import build_app
@@ -466,6 +466,39 @@ async def test_confirm_button_runs_the_command_and_posts_the_result(
     await fake.wait_for(lambda: bool(fake.messages))
     assert fake.responses_to(url)[1]["delete_original"] is True
     assert "Removed nas" in texts(fake.messages[0])
+
+
+async def test_cancel_takes_the_question_away_and_runs_nothing(
+    socket: SlackAdapter, fake: FakeSlack, core: Core
+) -> None:
+    await add_endpoint(core, "nas")
+    url = fake.response_url()
+    await fake.push("slash_commands", slash_command("endpoint remove nas", response_url=url))
+    await fake.wait_for(lambda: bool(fake.responses_to(url)))
+    [question] = fake.responses_to(url)
+    [cancel] = [
+        e
+        for b in question["attachments"][0]["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if "value" not in e
+    ]
+
+    await fake.push(
+        "interactive",
+        block_action(
+            "",
+            action_id=cancel["action_id"],
+            user=ADMIN,
+            message_ts="1",
+            response_url=url,
+            is_ephemeral=True,
+        ),
+    )
+
+    await fake.wait_for(lambda: len(fake.responses_to(url)) == 2)
+    assert fake.responses_to(url)[1]["delete_original"] is True
+    assert await core.db.read(lambda s: s.scalar(select(func.count()).select_from(Endpoint))) == 1
 
 
 async def test_a_429_is_retried_and_the_alert_delivered_once(
