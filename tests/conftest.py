@@ -25,6 +25,7 @@ from calcifer_bot.core import Core
 from calcifer_bot.db import Database, normalize_url
 from calcifer_bot.models import Base
 from calcifer_bot.reply import Command, Reply
+from tests.fakeslack import PROXY_VARIABLES, FakeSlack, running_fake_slack
 
 POSTGRES_URL = os.environ.get("CALCIFER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"]
@@ -189,3 +190,16 @@ def bot(core: Core) -> ChatBot:
 def registry() -> Registry:
     """An empty registry for tests that declare commands of their own."""
     return Registry()
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """A running fake Slack (tests/fakeslack.py), with the proxy variables cleared.
+
+    slack_sdk sends even 127.0.0.1 traffic through $HTTPS_PROXY (it ignores NO_PROXY).
+    """
+    with pytest.MonkeyPatch.context() as env:
+        for name in PROXY_VARIABLES:
+            env.delenv(name, raising=False)
+        async with running_fake_slack() as fake:
+            yield fake

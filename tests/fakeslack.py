@@ -479,9 +479,7 @@ class FakeSlack:
             (
                 m
                 for m in self.messages
-                if m.channel == channel
-                and m.thread_ts in (None, m.ts)
-                and within(Decimal(m.ts))
+                if m.channel == channel and m.thread_ts in (None, m.ts) and within(Decimal(m.ts))
             ),
             key=lambda m: Decimal(m.ts),
             reverse=True,

@@ -21,31 +21,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from tests.fakeslack import (
-    PROXY_VARIABLES,
     FakeSlack,
     app_mention,
     block_action,
     event,
     interactive_body,
-    running_fake_slack,
     signed_headers,
     slash_command,
 )
 
-BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # slack_sdk would send 127.0.0.1 traffic through a proxy from the environment.
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with running_fake_slack() as fake:
-        yield fake
+def fake(fake_slack: FakeSlack) -> FakeSlack:
+    return fake_slack  # the conftest fixture, by a short name
+
+
+BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from calcifer_bot.reply import Status
 from calcifer_bot.web import build_app
 from tests.conftest import FakeClock, make_settings
 from tests.fakeslack import (
-    PROXY_VARIABLES,
+    Ack,
     FakeSlack,
     Message,
     app_mention,
@@ -43,7 +43,6 @@ from tests.fakeslack import (
     direct_message,
     event,
     form_body,
-    running_fake_slack,
     signed_headers,
     slash_command,
 )
@@ -53,17 +52,9 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ADMIN, OPERATOR, VIEWER = "U1", "U2", "U3"  # alice, bob, vera in the fake
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # slack_sdk sends everything through $HTTPS_PROXY and ignores NO_PROXY.
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with running_fake_slack() as fake:
-        yield fake
+def fake(fake_slack: FakeSlack) -> FakeSlack:
+    return fake_slack  # the conftest fixture, by a short name
 
 
 def slack_env(fake: FakeSlack) -> dict[str, str]:
@@ -144,6 +135,15 @@ async def alert_for(core: Core, slack: SlackAdapter, fake: FakeSlack, name: str)
     assert await deliver(core, slack) == 1
     [alert] = [m for m in fake.messages if m.thread_ts is None]
     return alert
+
+
+async def press(fake: FakeSlack, alert: Message, command: str, user: str) -> tuple[Ack, str]:
+    """Press the button of ``alert`` that runs ``command``; the ack and the response_url."""
+    url = fake.response_url()
+    action = block_action(command, user=user, channel="C1", message_ts=alert.ts, response_url=url)
+    ack = await fake.push("interactive", action)
+    await fake.wait_for(lambda: bool(fake.responses_to(url)))
+    return ack, url
 
 
 def texts(message: dict[str, Any] | Message) -> str:
@@ -365,15 +365,10 @@ async def test_the_acknowledge_button_acks_and_the_alert_shows_who(
     socket: SlackAdapter, fake: FakeSlack, core: Core
 ) -> None:
     alert = await alert_for(core, socket, fake, "nas")
-    url = fake.response_url()
 
-    ack = await fake.push(
-        "interactive",
-        block_action("ack 1", user=OPERATOR, channel="C1", message_ts=alert.ts, response_url=url),
-    )
+    ack, url = await press(fake, alert, "ack 1", OPERATOR)
 
     assert ack.seconds < 1.0
-    await fake.wait_for(lambda: bool(fake.responses_to(url)))
     [private] = fake.responses_to(url)
     assert private["response_type"] == "ephemeral" and private["replace_original"] is False
     assert "acknowledged by bob" in texts(private)
@@ -388,16 +383,9 @@ async def test_the_mute_button_says_who_muted_in_the_alert(
     socket: SlackAdapter, fake: FakeSlack, core: Core
 ) -> None:
     alert = await alert_for(core, socket, fake, "nas")
-    url = fake.response_url()
 
-    await fake.push(
-        "interactive",
-        block_action(
-            "mute nas 1h", user=OPERATOR, channel="C1", message_ts=alert.ts, response_url=url
-        ),
-    )
+    await press(fake, alert, "mute nas 1h", OPERATOR)
 
-    await fake.wait_for(lambda: bool(fake.responses_to(url)))
     await deliver(core, socket)
     assert "muted by bob until" in texts(alert)
     [note] = [m for m in fake.messages if m.thread_ts == alert.ts]
@@ -408,14 +396,9 @@ async def test_a_viewer_pressing_acknowledge_is_refused_and_nothing_changes(
     socket: SlackAdapter, fake: FakeSlack, core: Core
 ) -> None:
     alert = await alert_for(core, socket, fake, "nas")
-    url = fake.response_url()
 
-    await fake.push(
-        "interactive",
-        block_action("ack 1", user=VIEWER, channel="C1", message_ts=alert.ts, response_url=url),
-    )
+    _, url = await press(fake, alert, "ack 1", VIEWER)
 
-    await fake.wait_for(lambda: bool(fake.responses_to(url)))
     [refusal] = fake.responses_to(url)
     assert refusal["response_type"] == "ephemeral"
     assert "Not allowed" in texts(refusal) and "operator" in texts(refusal)
