@@ -386,7 +386,8 @@ class SlackAdapter:
             else:
                 await self._ephemeral(reply, rendered, answer)
         except SlackError as exc:
-            if answer.respond is None:
+            outside = exc.code in ("not_in_channel", "channel_not_found")
+            if answer.respond is None or not outside:
                 log.error("could not answer in %s: %s", answer.channel, exc.message)
                 return
             # Not a member of this channel: the command's response_url can still answer here,

@@ -197,6 +197,20 @@ async def test_a_channel_command_is_posted_in_the_channel(
     assert not fake.responses_to(url)
 
 
+async def test_in_a_channel_calcifer_is_not_in_the_slash_command_still_answers(
+    socket: SlackAdapter, fake: FakeSlack
+) -> None:
+    fake.outside_channels.add("C5")
+    url = fake.response_url()
+
+    await fake.push("slash_commands", slash_command("status", channel="C5", response_url=url))
+
+    await fake.wait_for(lambda: bool(fake.responses_to(url)))
+    [answer] = fake.responses_to(url)
+    assert answer["response_type"] == "in_channel", "the response_url needs no membership"
+    assert not fake.messages
+
+
 async def test_a_slow_command_shows_working_then_the_answer(
     socket: SlackAdapter, fake: FakeSlack, core: Core, closed_port: int
 ) -> None:
