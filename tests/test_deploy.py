@@ -1,5 +1,6 @@
 """What deploy/ ships must work as shipped."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,30 @@ async def test_example_endpoints_sync_into_the_database(
 
     assert sorted(changes) == ["added nas", "added nightly-backup", "added router"]
     assert settings.monitoring.group_window.total_seconds() == 30
+
+
+def test_the_slack_manifest_asks_for_what_the_adapter_uses() -> None:
+    from adapters.slack_adapter import SLASH_COMMAND
+
+    manifest = (DEPLOY / "slack-app-manifest.yml").read_text()
+    scopes = set(re.findall(r"^\s+- ([a-z_:.]+)\s+#", manifest, re.MULTILINE))
+
+    assert f"command: {SLASH_COMMAND}" in manifest
+    # One scope per Web API method the adapter calls, and the two event subscriptions.
+    needed = {
+        "commands",  # the slash command
+        "app_mentions:read",  # app_mention
+        "chat:write",  # chat.postMessage / update / delete / postEphemeral
+        "im:history",  # message.im, conversations.replies in a DM
+        "im:write",  # conversations.open
+        "users:read",  # users.info
+        "users:read.email",  # the e-mail for Git authorship
+        "files:write",  # files_upload_v2
+        "channels:join",  # conversations.join
+        "channels:history",  # conversations.history before a re-post
+        "groups:history",
+    }
+    assert needed <= scopes, needed - scopes
+    assert "- app_mention" in manifest and "- message.im" in manifest
+    assert "is_enabled: true" in manifest, "interactivity: the buttons"
+    assert "socket_mode_enabled: true" in manifest
