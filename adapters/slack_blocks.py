@@ -59,10 +59,9 @@ class SlackMessage:
 
     def kwargs(self) -> dict[str, Any]:
         """Arguments for chat.postMessage, chat.update, chat.postEphemeral and respond()."""
-        out: dict[str, Any] = {"text": self.text, "blocks": self.blocks}
-        # An empty list clears the attachment on chat.update (a resolved alert loses its buttons).
-        out["attachments"] = self.attachments
-        return out
+        # Always all three: an empty attachments list is what makes chat.update drop the
+        # old attachment (a resolved alert loses its buttons).
+        return {"text": self.text, "blocks": self.blocks, "attachments": self.attachments}
 
 
 @dataclass(frozen=True, slots=True)
