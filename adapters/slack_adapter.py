@@ -87,9 +87,7 @@ def translate(exc: Exception) -> SlackError:
         retry_after = None
         if exc.response.status_code == 429:
             code = "ratelimited"
-            value = exc.response.headers.get("Retry-After") or exc.response.headers.get(
-                "retry-after"
-            )
+            value = exc.response.headers.get("Retry-After")  # aiohttp's: case-insensitive
             retry_after = float(value) if value and str(value).isdigit() else 30.0
         return SlackError(
             f"Slack refused the call: {code}",
@@ -317,17 +315,16 @@ class SlackAdapter:
         channel = container.get("channel_id") or body["channel"]["id"]
         answer = Answer(channel, body["user"]["id"], respond=respond)
         reply = await self._dispatch(action.get("value", ""), answer)
-        first = render(reply).first
-        if ephemeral:  # a confirmation: its answer takes its place
-            if _in_channel(reply, answer):
-                await respond(delete_original=True)
-                await self._publish(reply, answer)
-            else:
-                await respond(**first.kwargs(), replace_original=True)
-            return
-        # On an alert the engine edits the message itself (acknowledged by…);
-        # the presser alone gets the command's answer.
-        await respond(**first.kwargs(), response_type="ephemeral", replace_original=False)
+        if ephemeral and _in_channel(reply, answer):  # a confirmed action: posted for all
+            await respond(delete_original=True)
+            await self._publish(reply, answer)
+        elif ephemeral:  # a confirmation: its answer takes its place
+            await respond(**render(reply).first.kwargs(), replace_original=True)
+        else:
+            # On an alert the engine edits the message itself (acknowledged by…);
+            # the presser alone gets the command's answer.
+            first = render(reply).first
+            await respond(**first.kwargs(), response_type="ephemeral", replace_original=False)
 
     async def _run(self, text: str, answer: Answer) -> None:
         spec = self.core.lookup(text)
