@@ -38,4 +38,8 @@ def chat_adapters(core: Core, settings: Settings) -> list[ChatAdapter]:
         from adapters.slack_adapter import SlackAdapter  # slack-bolt loads only when used
 
         found.append(SlackAdapter(core, settings.slack))
+    if settings.discord.enabled:
+        from adapters.discord_adapter import DiscordAdapter  # and discord.py only when used
+
+        found.append(DiscordAdapter(core, settings.discord))
     return found

@@ -71,6 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="one JSON object per line")
     probe.add_argument("targets", nargs="*", metavar="TARGET")
 
+    discord = sub.add_parser("discord", help="Discord setup")
+    discord_sub = discord.add_subparsers(dest="discord_action", required=True, metavar="ACTION")
+    sync = discord_sub.add_parser(
+        "sync",
+        parents=[common],
+        help="register the /calcifer command globally, or in one guild",
+        description="Registers /calcifer globally (Discord may take a few minutes to show it "
+        "everywhere), or in one guild with --guild (instant). Guilds in CALCIFER_DISCORD_GUILDS "
+        "are synced at every start and need no sync.",
+    )
+    sync.add_argument("--guild", type=_positive(int), metavar="ID", help="only this guild")
+    invite = discord_sub.add_parser(
+        "invite", parents=[common], help="print the URL that adds Calcifer to a server"
+    )
+    invite.add_argument(
+        "--client-id",
+        type=_positive(int),
+        metavar="ID",
+        help="the application id (default: asked from Discord with DISCORD_BOT_TOKEN)",
+    )
+    invite.add_argument("--guild", type=_positive(int), metavar="ID", help="preselect a server")
+
     db = sub.add_parser("db", help="database")
     db_sub = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations")
@@ -119,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(settings, args.command))
         if args.action == "config":
             return asyncio.run(_config_check(settings))
+        if args.action == "discord":
+            return asyncio.run(_discord(settings, args))
         if args.db_action == "revision":
             return _db_revision(args.message)
         return asyncio.run(_db_upgrade(settings))
@@ -162,6 +186,22 @@ async def _config_check(settings: Settings) -> int:
     skip = (integrations.Reachability.NOT_CONFIGURED, integrations.Reachability.DISABLED)
     found = [*results.values(), *chats.values()]
     return 0 if all(r or r.state in skip for r in found) else 1
+
+
+async def _discord(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters import discord_adapter  # discord.py loads only when used
+
+    if args.discord_action == "sync":
+        count = await discord_adapter.sync_commands(settings.discord, args.guild)
+        where = f"in guild {args.guild}" if args.guild else "globally"
+        print(f"Registered {count} command (/calcifer) {where}.")
+        return 0
+    client_id = args.client_id or await discord_adapter.application_id(settings.discord)
+    print(discord_adapter.invite_url(client_id, args.guild))
+    names = ", ".join(discord_adapter.PERMISSION_NAMES.values())
+    print(f"Permissions: {names} ({discord_adapter.PERMISSIONS.value}).")
+    print(f"Scopes: {' '.join(discord_adapter.SCOPES)}.")
+    return 0
 
 
 async def _db_upgrade(settings: Settings) -> int:

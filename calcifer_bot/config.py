@@ -58,6 +58,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "CALCIFER_DISCORD_API_URL": ("discord", "api_url"),
     "CALCIFER_DISCORD_GATEWAY_URL": ("discord", "gateway_url"),
     "CALCIFER_DISCORD_GUILDS": ("discord", "guilds"),
+    "CALCIFER_DISCORD_MESSAGE_CONTENT": ("discord", "message_content"),
 }
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -179,6 +180,9 @@ class DiscordSettings(_Section):
     api_url: str | None = None
     gateway_url: str | None = None
     guilds: Annotated[tuple[int, ...], BeforeValidator(_comma_list)] = ()
+    # The privileged Message Content intent, for the `!calcifer` prefix: it must
+    # also be switched on for the bot in the Developer Portal.
+    message_content: bool = False
 
     _check_api = field_validator("api_url")(lambda v: _url(v, ("http", "https")))
     _check_gateway = field_validator("gateway_url")(lambda v: _url(v, ("ws", "wss")))

@@ -66,11 +66,24 @@ class Core:
         self.clock = clock
         self.started_at = clock()
         self._secrets = sorted(settings.secret_values(), key=len, reverse=True)
-        # Set whenever something is enqueued, so deliverers need not poll hard.
-        self.outbox_wake = asyncio.Event()
+        self._wakes: list[asyncio.Event] = []
         self.outbox = Outbox(db, clock)
-        self.engine = Engine(settings, db, clock, on_enqueue=self.outbox_wake.set)
+        self.engine = Engine(settings, db, clock, on_enqueue=self._wake_deliverers)
         self.scheduler = Scheduler(self.engine, clock)
+
+    def outbox_wake(self) -> asyncio.Event:
+        """An event set whenever something is enqueued, so a deliverer need not poll hard.
+
+        One per deliverer: with a shared one, the first to wake would clear it
+        before the others had seen it.
+        """
+        event = asyncio.Event()
+        self._wakes.append(event)
+        return event
+
+    def _wake_deliverers(self) -> None:
+        for event in self._wakes:
+            event.set()
 
     def lookup(self, text: str) -> Spec | None:
         return self.registry.lookup(text)

@@ -95,7 +95,7 @@ async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
     def deliver_to(deliver: Deliver, platform: str) -> None:
         background.append(
             asyncio.create_task(
-                run_deliveries(core.outbox, deliver, (platform,), wake=core.outbox_wake)
+                run_deliveries(core.outbox, deliver, (platform,), wake=core.outbox_wake())
             )
         )
 
@@ -107,9 +107,7 @@ async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
         for chat in chats:
             await chat.start()
             deliver_to(chat.deliver, chat.platform)
-        if settings.discord.enabled:
-            log.warning("discord credentials are set, but this build has no discord adapter yet")
-        if terminal and not chats and not settings.discord.enabled:
+        if terminal and not chats:
             console = ConsoleAdapter(core)
             waits.append(
                 asyncio.create_task(console.run_interactive(history_file(), ctrl_c_exits=True))

@@ -13,7 +13,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import discord
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -23,8 +25,11 @@ from calcifer_bot.commands import Registry
 from calcifer_bot.config import Settings, load_settings
 from calcifer_bot.core import Core
 from calcifer_bot.db import Database, normalize_url
+from calcifer_bot.endpoints import Definition, build
+from calcifer_bot.engine import Observation
 from calcifer_bot.models import Base
 from calcifer_bot.reply import Command, Reply
+from tests.fakediscord import FakeDiscord, running_fake_discord
 from tests.fakeslack import PROXY_VARIABLES, FakeSlack, running_fake_slack
 
 POSTGRES_URL = os.environ.get("CALCIFER_TEST_POSTGRES_URL")
@@ -203,3 +208,41 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
             env.delenv(name, raising=False)
         async with running_fake_slack() as fake:
             yield fake
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """A running fake Discord (tests/fakediscord.py).
+
+    discord.py reads its REST base and gateway URL from two class attributes shared by
+    the whole process; whatever a test (or the adapter) points them at is undone here.
+    """
+    saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    try:
+        async with running_fake_discord() as fake:
+            yield fake
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+async def add_endpoint(core: Core, name: str, *, channel: str, **fields: Any) -> int:
+    """An endpoint straight into the database, alerting to ``channel``."""
+    fields.setdefault("type", "tcp")
+    fields.setdefault("target", "10.0.0.1:22")
+
+    def run(session: Any) -> int:
+        ep = build(
+            Definition(name=name, channel=channel, **fields), session, core.clock(), source="chat"
+        )
+        session.add(ep)
+        session.flush()
+        return ep.id
+
+    return await core.db.write(run)
+
+
+async def observe(core: Core, endpoint_id: int, ok: bool) -> None:
+    """One check result through the real alert engine."""
+    error = None if ok else "connection refused"
+    obs = Observation(endpoint_id, core.clock(), ok, 3.0 if ok else None, error)
+    await core.engine.apply([obs])

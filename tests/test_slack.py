@@ -26,14 +26,13 @@ from adapters import chat_adapters
 from adapters.slack_adapter import Pacer, SlackAdapter, from_slack
 from adapters.slack_blocks import BLOCKS, COLOURS, MESSAGE_CHARS, SECTION_TEXT
 from calcifer_bot.core import Core
-from calcifer_bot.endpoints import Definition, build
-from calcifer_bot.engine import Observation
 from calcifer_bot.errors import ConfigError
 from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage
 from calcifer_bot.outbox import LEASE, Outbox, deliver_pending
 from calcifer_bot.reply import Status
 from calcifer_bot.web import build_app
-from tests.conftest import FakeClock, make_settings
+from tests import conftest
+from tests.conftest import FakeClock, make_settings, observe
 from tests.fakeslack import (
     Ack,
     FakeSlack,
@@ -105,23 +104,7 @@ async def events_url(core: Core, slack: SlackAdapter) -> AsyncIterator[str]:
 
 
 async def add_endpoint(core: Core, name: str, **fields: Any) -> int:
-    fields.setdefault("type", "tcp")
-    fields.setdefault("target", "10.0.0.1:22")
-    fields.setdefault("channel", "slack:C1")
-
-    def run(session: Any) -> int:
-        ep = build(Definition(name=name, **fields), session, core.clock(), source="chat")
-        session.add(ep)
-        session.flush()
-        return ep.id
-
-    return await core.db.write(run)
-
-
-async def observe(core: Core, endpoint_id: int, ok: bool) -> None:
-    error = None if ok else "connection refused"
-    obs = Observation(endpoint_id, core.clock(), ok, 3.0 if ok else None, error)
-    await core.engine.apply([obs])
+    return await conftest.add_endpoint(core, name, **{"channel": "slack:C1", **fields})
 
 
 async def deliver(core: Core, slack: SlackAdapter) -> int:
