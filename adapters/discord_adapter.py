@@ -137,8 +137,10 @@ async def api(call: Awaitable[T]) -> T:
         raise translate(exc) from None
 
 
-def point_at(settings: DiscordSettings) -> None:
-    """Aim discord.py's two process-global base URLs at the configured Discord."""
+def prepare(settings: DiscordSettings) -> None:
+    """discord.py's process-global settings: its two base URLs, from the configuration."""
+    # Calcifer never speaks: discord.py's "voice will NOT be supported" warnings are noise.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     Route.BASE = (settings.api_url or DEFAULT_API_URL).rstrip("/")
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url or DEFAULT_GATEWAY_URL)
 
@@ -220,7 +222,7 @@ async def _logged_in(settings: DiscordSettings) -> discord.Client:
     """A client logged in over REST only, for one-off commands."""
     if settings.bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set")
-    point_at(settings)
+    prepare(settings)
     client = discord.Client(intents=discord.Intents.none())
     try:
         await client.login(settings.bot_token.get_secret_value())
@@ -302,7 +304,7 @@ class DiscordAdapter:
         self.settings = settings
         self.clock = clock
         self.token = settings.bot_token.get_secret_value()
-        point_at(settings)
+        prepare(settings)
         self.client = _Client(
             self,
             intents=intents(settings),
@@ -429,12 +431,11 @@ class DiscordAdapter:
     async def _complete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        """The commands this user may run that start with what they typed."""
+        """The commands this user may run that start with what they typed (25 at most)."""
         role = (await self.core.role_of(self._command(interaction.user, "", ""))).role
         typed = current.strip().lower()
-        usages = [s.usage for s in self.core.registry.visible(role)]
-        found = [u for u in usages if u.lower().startswith(typed)] if typed else usages
-        return [app_commands.Choice(name=u[:100], value=u.split(" <")[0][:100]) for u in found][:25]
+        specs = [s for s in self.core.registry.visible(role) if s.name.startswith(typed)]
+        return [app_commands.Choice(name=s.usage[:100], value=s.name) for s in specs[:25]]
 
     async def _on_slash(self, interaction: discord.Interaction, typed: str) -> None:
         text = from_discord(typed, self._bot_id)

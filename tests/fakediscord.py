@@ -128,6 +128,8 @@ DEFERRED_CHANNEL_MESSAGE = 5
 DEFERRED_UPDATE_MESSAGE = 6
 UPDATE_MESSAGE = 7
 MODAL = 9
+APPLICATION_COMMAND_AUTOCOMPLETE = 4  # an interaction type
+AUTOCOMPLETE_RESULT = 8  # its callback type
 
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -1439,6 +1441,7 @@ class FakeDiscord:
         data: JSON = body.get("data") or {}
         allowed = {
             APPLICATION_COMMAND: {CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, MODAL},
+            APPLICATION_COMMAND_AUTOCOMPLETE: {AUTOCOMPLETE_RESULT},
             MESSAGE_COMPONENT: {
                 CHANNEL_MESSAGE,
                 DEFERRED_CHANNEL_MESSAGE,
@@ -2142,9 +2145,13 @@ class FakeDiscord:
         role_ids: Iterable[int] | None = None,
         name: str = "calcifer",
         option: str = "command",
+        typing: bool = False,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> Interaction:
         """A user running ``/name option:text`` (no options when ``text`` is None).
+
+        With ``typing`` the option is still being typed: an autocomplete interaction,
+        answered with callback type 8 and ``data.choices``.
 
         The command's id and scope come from the last sync (guild first, then global);
         ``role_ids`` defaults to the user's roles.
@@ -2162,7 +2169,11 @@ class FakeDiscord:
             data["id"] = str(self._snowflake())
         if text is not None:
             data["options"] = [{"name": option, "type": 3, "value": text}]
-        record = self._new_interaction(APPLICATION_COMMAND, data, user_id, channel_id, role_ids)
+        kind = APPLICATION_COMMAND
+        if typing:  # the user is still typing the option: Discord asks for suggestions
+            data["options"][0]["focused"] = True
+            kind = APPLICATION_COMMAND_AUTOCOMPLETE
+        record = self._new_interaction(kind, data, user_id, channel_id, role_ids)
         return await self._send_interaction(record, timeout)
 
     async def push_button(

@@ -48,7 +48,9 @@ from tests.fakediscord import (
     FakeDiscord,
     Interaction,
 )
+from tests.fakeslack import FakeSlack, slash_command
 from tests.test_cli import calcifer, running
+from tests.test_slack import slack_env
 
 JSON = dict[str, Any]
 ADMIN, OPERATOR, VIEWER = ALICE, BOB, VERA  # BOB is an operator through OPS_ROLE
@@ -179,6 +181,26 @@ async def test_a_slow_command_is_deferred_then_answered_in_place(
     assert not interaction.ephemeral, "check is posted for the channel"
     assert "down" in words(interaction.original).lower()
     assert interaction.followups == [], "the deferred message became the answer"
+
+
+async def test_the_command_option_suggests_what_the_user_may_run(
+    connected: DiscordAdapter, fake: FakeDiscord
+) -> None:
+    viewer = await fake.push_slash("endpoint", user_id=VIEWER, typing=True)
+    admin = await fake.push_slash("endpoint", user_id=ADMIN, typing=True)
+
+    def suggested(interaction: Interaction) -> list[str]:
+        assert interaction.callback is not None
+        return [c["value"] for c in interaction.callback["data"]["choices"]]
+
+    await viewer.responded()
+    await admin.responded()
+    assert suggested(viewer) == ["endpoint list", "endpoint show"]
+    assert {"endpoint add", "endpoint remove", "endpoint list"} <= set(suggested(admin))
+    [shown] = [
+        c["name"] for c in viewer.callback["data"]["choices"] if c["value"] == "endpoint list"
+    ]
+    assert shown == "endpoint list [--down]", "the usage line is what the user reads"
 
 
 async def test_an_unknown_command_gets_a_short_private_error(
@@ -651,6 +673,30 @@ async def test_calcifer_run_connects_to_discord_and_answers(
     assert code == 0, server.log
     assert "Traceback" not in server.log
     assert BOT_TOKEN not in server.log
+
+
+async def test_calcifer_run_serves_slack_and_discord_side_by_side(
+    tmp_path: Path, fake: FakeDiscord, fake_slack: FakeSlack
+) -> None:
+    env = {**slack_env(fake_slack), **discord_env(fake)}
+    env["CALCIFER_ADMINS"] = f"discord:{ADMIN},slack:U1"
+
+    with running(tmp_path, **env) as server:
+        await fake.wait_ready(timeout=20)
+        await fake_slack.connected(timeout=15)
+        await fake.wait_for(lambda: GUILD in fake.commands, timeout=10)
+        on_discord = await answered(fake, await fake.push_slash("whoami", user_id=ADMIN))
+        url = fake_slack.response_url()
+        await fake_slack.push(
+            "slash_commands", slash_command("whoami", user="U1", response_url=url)
+        )
+        await fake_slack.wait_for(lambda: bool(fake_slack.responses_to(url)))
+        server.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(server.proc.wait, 15)
+
+    assert f"discord:{ADMIN}" in words(on_discord)
+    assert "slack:U1" in json.dumps(fake_slack.responses_to(url)[0])
+    assert code == 0, server.log
 
 
 async def test_every_deliverer_is_woken_by_an_alert(core: Core) -> None:
