@@ -98,6 +98,16 @@ async def add_endpoint(core: Core, name: str, **fields: Any) -> int:
     return await conftest.add_endpoint(core, name, **{"channel": f"discord:{ALERTS}", **fields})
 
 
+async def post(core: Core, reply: Reply, key: str) -> None:
+    """A message for the alerts channel, into the outbox as the engine puts one there."""
+    destination = f"discord:{ALERTS}"
+    await core.db.write(
+        lambda s: enqueue(
+            s, key=key, destination=destination, kind="info", reply=reply, now=core.clock()
+        )
+    )
+
+
 async def deliver(core: Core, adapter: DiscordAdapter) -> int:
     return await deliver_pending(core.outbox, adapter.deliver, ("discord",))
 
@@ -295,16 +305,7 @@ async def test_nothing_calcifer_posts_pings_anyone(
     connected: DiscordAdapter, fake: FakeDiscord, core: Core
 ) -> None:
     reply = Reply(f"@everyone look, <@{ADMIN}> and <@&{OPS_ROLE}>")
-    await core.db.write(
-        lambda s: enqueue(
-            s,
-            key="ping",
-            destination=f"discord:{ALERTS}",
-            kind="info",
-            reply=reply,
-            now=core.clock(),
-        )
-    )
+    await post(core, reply, "ping")
 
     assert await deliver(core, connected) == 1
 
@@ -532,16 +533,7 @@ async def test_a_long_message_is_split_within_discords_limits(
 ) -> None:
     text = "\n".join(f"line {i}: " + "x" * 70 for i in range(200))  # about 16,000 characters
     reply = Reply(text, title="A long report", status=Status.WARNING)
-    await core.db.write(
-        lambda s: enqueue(
-            s,
-            key="long",
-            destination=f"discord:{ALERTS}",
-            kind="info",
-            reply=reply,
-            now=core.clock(),
-        )
-    )
+    await post(core, reply, "long")
 
     assert await deliver(core, connected) == 1
 

@@ -46,6 +46,8 @@ from adapters.discord_embeds import (
 )
 from adapters.text import plain_text
 from calcifer_bot.reply import Attachment, Button, Field, Reply, Status
+from tests import strategies
+from tests.strategies import UNTICKED
 
 Embed = dict[str, Any]
 OVERFLOW_FILE = "calcifer-output.txt"
@@ -211,47 +213,20 @@ def assert_fences_balanced(rendered: Rendered) -> None:
 # --- strategies ------------------------------------------------------------------------
 
 
-def lines(chars: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    return st.one_of(
-        st.text(chars, max_size=60),
-        st.sampled_from(["", "```", "```python", "<@123> & @everyone", "**bold** & `x`"]),
-        # Long lines (logs, JSON) that must be hard-split; built by repetition to stay cheap.
-        st.builds(lambda s, n: s * n, st.text(chars, min_size=1, max_size=8), st.integers(1, 900)),
-    )
-
-
 # Markdown, emoji and non-BMP text, never a newline.
-CHARS = st.characters(codec="utf-8", exclude_characters="\n") | st.sampled_from("*`_~|> ")
-# Without backticks in ordinary lines, fences come only from whole ``` lines: a hard split
-# through a run of backticks would change how many fences a line holds.
-UNTICKED = st.characters(codec="utf-8", exclude_characters="\n`")
-TEXT = st.lists(lines(CHARS), max_size=30).map("\n".join)
-SHORT = st.text(CHARS, max_size=40) | st.builds(
-    lambda s, n: s * n, st.text(CHARS), st.integers(0, 2500)
-)
-FIELD = st.builds(Field, SHORT, SHORT | TEXT, st.booleans())
-BUTTON = st.builds(
-    Button,
-    st.text(CHARS, min_size=1, max_size=100),
-    st.none()
-    | st.text(CHARS, max_size=30)
-    | st.builds(lambda n: "check " + "x" * n, st.integers(0, 200)),
-    st.sampled_from(["default", "primary", "danger"]),
-)
+CHARS = strategies.characters("*`_~|> ")
+TEXT = strategies.texts(CHARS, "<@123> & @everyone")
+SHORT = strategies.shorts(CHARS, 2500)
 ATTACHMENT = st.builds(
     Attachment,
     st.sampled_from(["cpu.png", "latency.jpg", "probe.log", "config.json"]),
     st.binary(max_size=20),
     st.sampled_from(["image/png", "image/jpeg", "text/plain", "application/json"]),
 )
-REPLY = st.builds(
-    Reply,
-    text=TEXT,
-    title=st.none() | SHORT,
-    status=st.sampled_from(Status),
-    fields=st.lists(FIELD, max_size=40).map(tuple),
-    footer=st.none() | SHORT,
-    buttons=st.lists(BUTTON, max_size=30).map(tuple),
+REPLY = strategies.replies(
+    TEXT,
+    SHORT,
+    strategies.buttons(CHARS, "check "),
     # Up to nine: an overflow file still fits beside them.
     attachments=st.lists(ATTACHMENT, max_size=3).map(tuple)
     | st.lists(ATTACHMENT, min_size=9, max_size=9).map(tuple),
@@ -264,7 +239,7 @@ def fenced_text(rows: list[str]) -> str:
     return text + "\n```" if text.count("```") % 2 else text
 
 
-FENCED_TEXT = st.lists(lines(UNTICKED), max_size=30).map(fenced_text)
+FENCED_TEXT = st.lists(strategies.lines(UNTICKED), max_size=30).map(fenced_text)
 FENCED_REPLY = st.builds(
     Reply,
     text=FENCED_TEXT,

@@ -42,6 +42,8 @@ from adapters.slack_blocks import (
     split_text,
 )
 from calcifer_bot.reply import Attachment, Button, Field, Reply, Status
+from tests import strategies
+from tests.strategies import UNTICKED
 
 Block = dict[str, Any]
 
@@ -153,41 +155,12 @@ def assert_nothing_lost(reply: Reply, rendered: Rendered) -> None:
 # --- strategies ------------------------------------------------------------------------
 
 
-def lines(chars: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    return st.one_of(
-        st.text(chars, max_size=60),
-        st.sampled_from(["", "```", "```python", "<!channel> & <@U123>", "**bold** & `x`"]),
-        # Long lines (logs, JSON) that must be hard-split; built by repetition to stay cheap.
-        st.builds(lambda s, n: s * n, st.text(chars, min_size=1, max_size=8), st.integers(1, 900)),
-    )
-
-
 # Slack's three control characters, Markdown, emoji and non-BMP text, never a newline.
-CHARS = st.characters(codec="utf-8", exclude_characters="\n") | st.sampled_from("&<>*`_~ ")
-# Without backticks in ordinary lines, fences come only from whole ``` lines: a hard split
-# through a run of backticks would change how many fences a line holds.
-UNTICKED = st.characters(codec="utf-8", exclude_characters="\n`")
-LINE = lines(CHARS)
+CHARS = strategies.characters("&<>*`_~ ")
+LINE = strategies.lines(CHARS, "<!channel> & <@U123>")
 TEXT = st.lists(LINE, max_size=30).map("\n".join)
-SHORT = st.text(CHARS, max_size=40) | st.builds(
-    lambda s, n: s * n, st.text(CHARS), st.integers(0, 500)
-)
-FIELD = st.builds(Field, SHORT, SHORT | TEXT, st.booleans())
-BUTTON = st.builds(
-    Button,
-    st.text(CHARS, min_size=1, max_size=100),
-    st.none() | st.text(CHARS, max_size=30) | st.builds(lambda n: "x" * n, st.integers(0, 2500)),
-    st.sampled_from(["default", "primary", "danger"]),
-)
-REPLY = st.builds(
-    Reply,
-    text=TEXT,
-    title=st.none() | SHORT,
-    status=st.sampled_from(Status),
-    fields=st.lists(FIELD, max_size=40).map(tuple),
-    footer=st.none() | SHORT,
-    buttons=st.lists(BUTTON, max_size=30).map(tuple),
-)
+SHORT = strategies.shorts(CHARS, 500)
+REPLY = strategies.replies(TEXT, SHORT, strategies.buttons(CHARS, ""))
 # Replies that are only text (with something to say), for the property that passes today.
 TEXT_REPLY = st.builds(
     Reply,
@@ -218,7 +191,8 @@ def test_text_replies_keep_every_line_and_stay_within_the_limits(reply: Reply) -
 
 @settings(max_examples=80, deadline=None)
 @given(
-    st.lists(lines(UNTICKED).filter(lambda s: "```" not in s)).map("\n".join), st.integers(20, 400)
+    st.lists(strategies.lines(UNTICKED).filter(lambda s: "```" not in s)).map("\n".join),
+    st.integers(20, 400),
 )
 def test_split_text_pieces_fit_the_limit_and_keep_the_text(text: str, limit: int) -> None:
     pieces = split_text(text, limit)
@@ -227,7 +201,7 @@ def test_split_text_pieces_fit_the_limit_and_keep_the_text(text: str, limit: int
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(lines(UNTICKED), max_size=30), st.integers(20, 400))
+@given(st.lists(strategies.lines(UNTICKED), max_size=30), st.integers(20, 400))
 def test_split_text_closes_and_reopens_code_blocks(rows: list[str], limit: int) -> None:
     text = "\n".join(rows)
     if text.count("```") % 2:
