@@ -112,6 +112,18 @@ async def deliver(core: Core, adapter: DiscordAdapter) -> int:
     return await deliver_pending(core.outbox, adapter.deliver, ("discord",))
 
 
+async def start_up_error(core: Core, fake: FakeDiscord, **env: str) -> str:
+    """What stops an adapter on settings with ``env`` from starting."""
+    settings = make_settings("sqlite://", **discord_env(fake, **env))
+    adapter = DiscordAdapter(core, settings.discord)
+    try:
+        with pytest.raises(ConfigError) as raised:
+            await adapter.start()
+    finally:
+        await adapter.stop()
+    return raised.value.message
+
+
 def words(message: JSON | None) -> str:
     """Everything a person reads in a message: content and embeds."""
     assert message is not None
@@ -375,16 +387,10 @@ async def test_the_prefix_works_with_the_message_content_intent(
 async def test_message_content_on_but_not_granted_stops_start_up_saying_so(
     fake: FakeDiscord, core: Core
 ) -> None:
-    settings = make_settings("sqlite://", **discord_env(fake, CALCIFER_DISCORD_MESSAGE_CONTENT="1"))
-    adapter = DiscordAdapter(core, settings.discord)
-    try:
-        with pytest.raises(ConfigError) as raised:
-            await adapter.start()
-    finally:
-        await adapter.stop()
+    message = await start_up_error(core, fake, CALCIFER_DISCORD_MESSAGE_CONTENT="1")
 
-    assert "Message Content intent" in raised.value.message
-    assert "Developer Portal" in raised.value.message
+    assert "Message Content intent" in message
+    assert "Developer Portal" in message
 
 
 def test_discord_markup_becomes_calcifers_grammar() -> None:
@@ -572,15 +578,9 @@ async def test_a_chart_is_attached_and_shown_in_the_embed(
 async def test_a_refused_token_stops_start_up_with_a_clear_message(
     fake: FakeDiscord, core: Core
 ) -> None:
-    settings = make_settings("sqlite://", **discord_env(fake, DISCORD_BOT_TOKEN="revoked.token"))
-    adapter = DiscordAdapter(core, settings.discord)
-    try:
-        with pytest.raises(ConfigError) as raised:
-            await adapter.start()
-    finally:
-        await adapter.stop()
+    message = await start_up_error(core, fake, DISCORD_BOT_TOKEN="revoked.token")
 
-    assert raised.value.message == REFUSED
+    assert message == REFUSED
 
 
 async def test_an_unreachable_discord_does_not_stop_start_up(
