@@ -315,7 +315,6 @@ class DiscordAdapter:
         self.tree = app_commands.CommandTree(self.client)
         self.tree.add_command(slash_command(self._on_slash, self._complete))
         self._long: OrderedDict[str, str] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._gateway: asyncio.Task[None] | None = None
         self._logged_in = False
 
@@ -369,24 +368,28 @@ class DiscordAdapter:
             log.warning("the Discord gateway is not connected yet; still trying")
 
     async def _connect(self) -> None:
+        """Log in (until Discord answers), then run the gateway; discord.py reconnects it."""
         delay = 1.0
-        while True:
+        while not self._logged_in:
             try:
-                if not self._logged_in:
-                    await self._login()
-                await self.client.connect(reconnect=True)
-                return
-            except discord.PrivilegedIntentsRequired:
-                raise ConfigError(
-                    "CALCIFER_DISCORD_MESSAGE_CONTENT is on, but the Message Content intent "
-                    "is not enabled for this bot: turn it on in the Discord Developer Portal "
-                    "(Bot → Privileged Gateway Intents), or switch the setting off and use "
-                    "/calcifer or @mentions"
-                ) from None
+                await self._login()
             except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-                log.warning("Discord gateway: %s; retrying in %.0f s", translate(exc), delay)
+                log.warning("Discord: %s; retrying in %.0f s", translate(exc).message, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300)
+        try:
+            await self.client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError(
+                "CALCIFER_DISCORD_MESSAGE_CONTENT is on, but the Message Content intent "
+                "is not enabled for this bot: turn it on in the Discord Developer Portal "
+                "(Bot → Privileged Gateway Intents), or switch the setting off and use "
+                "/calcifer or @mentions"
+            ) from None
+        except discord.ConnectionClosed as exc:  # only the closes discord.py will not retry
+            if exc.code == 4004:
+                raise ConfigError(REFUSED) from None
+            raise ConfigError(f"Discord closed the gateway: {exc.code} {exc.reason}") from None
 
     async def _login(self) -> None:
         try:
@@ -396,9 +399,6 @@ class DiscordAdapter:
         self._logged_in = True
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.close()
         if self._gateway is not None:
             self._gateway.cancel()
@@ -421,11 +421,6 @@ class DiscordAdapter:
                     translate(exc).message,
                 )
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # -- incoming -----------------------------------------------------------
 
     async def _complete(
@@ -442,16 +437,29 @@ class DiscordAdapter:
         answer = self._interaction_answer(interaction)
         spec = self.core.lookup(text)
         ephemeral = not answer.direct and (spec is None or spec.visibility is Visibility.EPHEMERAL)
-        if spec is not None and spec.slow:
-            await self._defer(answer, ephemeral)
+        try:
+            if spec is not None and spec.slow:
+                await self._defer(answer, ephemeral)
+        except DiscordError as exc:  # nobody would see the answer: don't act on it
+            log.warning("/%s %s not run: %s", COMMAND_NAME, text, exc.message)
+            return
         task = asyncio.ensure_future(self._dispatch(text, answer))
         if not interaction.response.is_done():
             done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
             if not done:  # taking longer than it should: say so before Discord gives up
-                await self._defer(answer, ephemeral)
+                try:
+                    await self._defer(answer, ephemeral)
+                except DiscordError as exc:  # the command runs on; its answer may be lost
+                    log.warning("could not defer /%s %s: %s", COMMAND_NAME, text, exc.message)
         await self._publish(await task, answer)
 
     async def _on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
+        try:
+            await self._press(interaction, custom_id)
+        except DiscordError as exc:  # the press came too late, or Discord is away
+            log.warning("button %s: %s", custom_id, exc.message)
+
+    async def _press(self, interaction: discord.Interaction, custom_id: str) -> None:
         message = interaction.message
         on_ephemeral = bool(message and message.flags.ephemeral)
         if custom_id.startswith(DISMISS_ID):

@@ -25,7 +25,7 @@ from adapters.discord_adapter import REFUSED, DiscordAdapter, from_discord
 from adapters.discord_embeds import COLOURS, CONTENT, EMBED_TOTAL, embed_size
 from calcifer_bot.core import Core
 from calcifer_bot.errors import ConfigError
-from calcifer_bot.models import Endpoint, Incident, OutboxMessage
+from calcifer_bot.models import AuditEntry, Endpoint, Incident, OutboxMessage
 from calcifer_bot.outbox import LEASE, deliver_pending, enqueue
 from calcifer_bot.reply import Reply, Status
 from tests import conftest
@@ -223,6 +223,21 @@ async def test_the_command_option_suggests_what_the_user_may_run(
         c["name"] for c in viewer.callback["data"]["choices"] if c["value"] == "endpoint list"
     ]
     assert shown == "endpoint list [--down]", "the usage line is what the user reads"
+
+
+async def test_a_slow_command_discord_gave_up_on_is_not_run(
+    connected: DiscordAdapter, fake: FakeDiscord, core: Core
+) -> None:
+    await add_endpoint(core, "web")
+    fake.interaction_timeout = 0.0  # every callback arrives "after 3 s"
+
+    interaction = await fake.push_slash("check web", user_id=OPERATOR)
+
+    await fake.wait_for(lambda: bool(interaction.refused))
+    await asyncio.sleep(0.1)
+    assert interaction.refused == [(404, 10062)]
+    audited = await core.db.read(lambda s: list(s.scalars(select(AuditEntry.command))))
+    assert audited == [], "nobody would see the result: the check did not run"
 
 
 async def test_an_unknown_command_gets_a_short_private_error(
