@@ -46,14 +46,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,16 +64,34 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Ratelimit, Route
 
-from adapters import chat_adapters
 from adapters.discord_adapter import DiscordAdapter, intents
 from adapters.discord_embeds import button_id, render
 from adapters.slack_blocks import render as slack_render
 from calcifer_bot.core import Core
-from calcifer_bot.outbox import Deliver, Delivery, deliver_pending, enqueue
-from calcifer_bot.reply import Button, Field, MessageRef, Reply, Status
+from calcifer_bot.outbox import Deliver, Delivery
+from calcifer_bot.reply import Field, MessageRef, Reply
 from calcifer_bot.runtime import open_core
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for benchmarks/ and tests/
+from benchmarks import common
+from benchmarks.common import (
+    ANSWER_TIMEOUT_S,
+    MS_HEAD,
+    RUN_HEAD,
+    Breakdown,
+    Progress,
+    Run,
+    at_least,
+    latency_row,
+    outbox_posts,
+    print_breakdown,
+    ratio,
+    scratch_databases,
+    sequential,
+    the_adapter,
+    timed,
+    wait_until,
+)
 from tests.conftest import make_settings
 from tests.fakediscord import (
     ALERTS,
@@ -88,7 +105,6 @@ from tests.fakediscord import (
     Interaction,
 )
 
-ANSWER_TIMEOUT_S = 10.0
 FIRST_CHANNEL = 5000  # the benchmark's alert channels, added to the fake: 5000, 5001, …
 WATCHED_LOGGERS = ("discord.http", "discord.webhook")  # REST, and interaction callbacks
 RATELIMIT_HEADERS = (
@@ -99,53 +115,6 @@ RATELIMIT_HEADERS = (
     "X-RateLimit-Bucket",
     "Retry-After",
 )
-
-
-def percentile(samples: list[float], q: float) -> float:
-    return sorted(samples)[min(len(samples) - 1, int(q * len(samples)))]
-
-
-def ms(samples: list[float]) -> str:
-    if not samples:
-        return f"{'-':>9}{'-':>9}{'-':>9}"
-    p50, p95, top = percentile(samples, 0.5), percentile(samples, 0.95), max(samples)
-    return f"{p50 * 1e3:>9.2f}{p95 * 1e3:>9.2f}{top * 1e3:>9.2f}"
-
-
-def ratio(ours: list[float], base: list[float]) -> str:
-    if not ours or not base:
-        return ""
-    p50 = percentile(ours, 0.5) / percentile(base, 0.5)
-    p95 = percentile(ours, 0.95) / percentile(base, 0.95)
-    return f"{p50:>9.1f}x{p95:>8.1f}x"
-
-
-class Progress:
-    """Where a long phase is, on stderr: a counter in place on a terminal, else a line."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.tty = sys.stderr.isatty()
-        self.shown = time.perf_counter()
-        if self.tty:
-            self._show()
-        else:
-            print(f"  … {label} ({total})", file=sys.stderr, flush=True)
-
-    def _show(self) -> None:
-        print(f"\r\033[K  … {self.label}: {self.done}/{self.total}", end="", file=sys.stderr)
-        sys.stderr.flush()
-
-    def step(self, count: int = 1) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if self.tty and now - self.shown >= 0.2:
-            self.shown = now
-            self._show()
-
-    def close(self) -> None:
-        if self.tty:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def point_discord_py_at(api_url: str, gateway_url: str | None = None) -> None:
@@ -222,17 +191,6 @@ class LimiterWatch(logging.Handler):
         return f"{counts}: no figure includes a rate-limit wait."
 
 
-def timed(fn: Callable[..., Awaitable[Any]], into: list[float]) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(*a: Any, **kw: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await fn(*a, **kw)
-        finally:
-            into.append(time.perf_counter() - t0)
-
-    return wrapper
-
-
 # -- 1. interactions ------------------------------------------------------------
 
 
@@ -289,13 +247,6 @@ async def push_interactions(
     return out
 
 
-async def wait_disconnected(fake: FakeDiscord) -> None:
-    for _ in range(500):  # the closed client's socket leaves the fake in a moment
-        if not fake.live_connections:
-            return
-        await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def bare_tree(fake: FakeDiscord, settings: Any) -> AsyncIterator[discord.Client]:
     """discord.py alone: a CommandTree whose /calcifer answers "ok" at once."""
@@ -323,8 +274,7 @@ async def bare_tree(fake: FakeDiscord, settings: Any) -> AsyncIterator[discord.C
 
 @contextlib.asynccontextmanager
 async def calcifer_gateway(core: Core, fake: FakeDiscord) -> AsyncIterator[DiscordAdapter]:
-    [adapter] = chat_adapters(core, core.settings)
-    assert isinstance(adapter, DiscordAdapter)
+    adapter = the_adapter(core, core.settings, DiscordAdapter)
     before = fake.identifications
     try:
         await adapter.start()
@@ -358,7 +308,7 @@ async def bench_interactions(core: Core, fake: FakeDiscord, args: argparse.Names
     }
     with LimiterWatch() as watch:
         for who, opened in clients.items():
-            await wait_disconnected(fake)
+            await wait_until(lambda: not fake.live_connections)  # the last client has left
             async with opened():
                 for mode, size in modes.items():
                     await push_interactions(core, fake, args.warmup, size)
@@ -366,7 +316,7 @@ async def bench_interactions(core: Core, fake: FakeDiscord, args: argparse.Names
                     results[who, mode] = await push_interactions(core, fake, n, size, progress)
                     progress.close()
 
-    head = f"{'':<46}{'n':>5}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'÷bare p50':>10}{'p95':>9}"
+    head = f"{'':<46}{'n':>5}{MS_HEAD}{'÷bare p50':>10}{'p95':>9}"
     for mode in modes:
         bare, ours = results["bare", mode], results["calcifer", mode]
         print(f"\n{mode}\n{head}")
@@ -382,12 +332,11 @@ async def bench_interactions(core: Core, fake: FakeDiscord, args: argparse.Names
             rest = [t - d for t, d in zip(ours.in_order, ours.dispatch, strict=True)]
             rows.append(("  the rest: gateway, adapter, callback", rest, True))
         for label, samples, compared in rows:
-            line = f"{label:<46}{len(samples):>5}{ms(samples)}"
+            line = latency_row(label, samples, 46)
             print(line + (ratio(samples, bare.all) if compared else ""))
-        slow = sum(1 for s in ours.all if s >= 1.0)
-        late = sum(1 for s in ours.all if s >= 3.0)
         print(
-            f"  Calcifer callbacks ≥ 1 s: {slow}, ≥ 3 s: {late}; refused by the fake: "
+            f"  Calcifer callbacks ≥ 1 s: {at_least(ours.all, 1.0)}, "
+            f"≥ 3 s: {at_least(ours.all, 3.0)}; refused by the fake: "
             f"{ours.refused}, unanswered after {ANSWER_TIMEOUT_S:.0f} s: {ours.missing} "
             f"(bare: {bare.refused}, {bare.missing}); callbacks: {callback_note(ours)}"
         )
@@ -404,26 +353,18 @@ async def bench_interactions(core: Core, fake: FakeDiscord, args: argparse.Names
 # -- 2. alert delivery ----------------------------------------------------------
 
 
-def alert(i: int) -> Reply:
-    """Shaped like calcifer_bot.alerts.render's "is down" message."""
-    name = f"api-{i:04d}"
-    return Reply(
-        title=f"{name} is down",
-        text=f"{name} is down since 2026-12-03 12:00 UTC (2 min ago).",
-        status=Status.ERROR,
-        fields=(
-            Field("Target", f"`https://{name}.example.org/health`"),
-            Field("Error", "HTTP 503 Service Unavailable"),
-            Field("Latency before", "182 ms"),
-            Field("Service", "checkout"),
-        ),
-        footer=f"Incident #{i}",
-        buttons=(
-            Button("Acknowledge", f"ack {i}", "primary"),
-            Button("Mute 1 h", f"mute {name} 1h"),
-            Button("Re-check now", f"check {name}"),
-        ),
+def alert_fields(name: str) -> tuple[Field, ...]:
+    return (
+        Field("Target", f"`https://{name}.example.org/health`"),
+        Field("Error", "HTTP 503 Service Unavailable"),
+        Field("Latency before", "182 ms"),
+        Field("Service", "checkout"),
     )
+
+
+def alert(i: int) -> Reply:
+    """The benchmarks' typical alert, with the fields of this one (4 inline ones)."""
+    return common.alert(i, alert_fields)
 
 
 def channel_of(i: int, channels: int) -> int:
@@ -439,7 +380,7 @@ async def serve_fake(channels: int) -> None:
     await fake.start()
     try:
         print(json.dumps({"api_url": fake.api_url, "gateway_url": fake.gateway_url}), flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await common.until_stdin_closes()
         statuses = Counter(str(r.status) for r in fake.requests)
         print(json.dumps({"statuses": statuses, "errors": [repr(e) for e in fake.errors]}))
     finally:
@@ -456,19 +397,8 @@ class Child:
 
 @contextlib.asynccontextmanager
 async def fake_in_subprocess(channels: int) -> AsyncIterator[Child]:
-    """A fake Discord in a child process (its CPU is not ours)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--serve-fake",
-        "--channels",
-        str(channels),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    """A fake Discord in a child process (its CPU is not ours); its summary at the end."""
+    async with common.fake_child(__file__, "--channels", str(channels)) as (proc, line):
         try:
             urls = json.loads(line)
         except json.JSONDecodeError:
@@ -477,17 +407,10 @@ async def fake_in_subprocess(channels: int) -> AsyncIterator[Child]:
             raise RuntimeError(f"the fake Discord is not on 127.0.0.1: {urls}")
         child = Child(urls["api_url"], urls["gateway_url"], proc)
         yield child
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.close()
         with contextlib.suppress(json.JSONDecodeError, TimeoutError):
             child.summary = json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))
-    finally:
-        if not proc.stdin.is_closing():
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def ratelimit_headers_of(api_url: str, channel: int) -> list[str]:
@@ -502,35 +425,6 @@ async def ratelimit_headers_of(api_url: str, channel: int) -> list[str]:
     ):
         response.raise_for_status()
         return [h for h in RATELIMIT_HEADERS if h in response.headers]
-
-
-@dataclass
-class Run:
-    sent: int
-    wall: float
-    cpu: float
-    per_message: list[float]
-
-    def add(self, other: Run) -> None:
-        self.sent += other.sent
-        self.wall += other.wall
-        self.cpu += other.cpu
-        self.per_message += other.per_message
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.wall if self.wall else 0.0
-
-    @property
-    def cpu_per_1000(self) -> float:
-        return self.cpu / self.sent * 1000 if self.sent else 0.0
-
-    def row(self, label: str, base: Run | None = None) -> str:
-        line = f"{label:<44}{self.sent:>6}{self.rate:>9.0f}{self.cpu_per_1000:>11.2f}"
-        line += ms(self.per_message)
-        if base is not None and self.rate and base.cpu_per_1000:
-            line += f"{base.rate / self.rate:>11.1f}x{self.cpu_per_1000 / base.cpu_per_1000:>7.1f}x"
-        return line
 
 
 def views_kept(client: discord.Client) -> tuple[int, int]:
@@ -566,14 +460,12 @@ async def bare_sends(
         (client.get_partial_messageable(channel_of(i, channels)), kwargs)
         for i, kwargs in enumerate(bare_kwargs(m, with_view=with_view))
     ]
-    per: list[float] = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for i, (channel, kwargs) in enumerate(calls):
-        t0 = time.perf_counter()
+
+    async def send(call: tuple[int, tuple[discord.PartialMessageable, dict[str, Any]]]) -> None:
+        i, (channel, kwargs) = call
         await channel.send(**kwargs, nonce=f"bare-{tag}-{i}")
-        per.append(time.perf_counter() - t0)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return Run(len(calls), wall, cpu, per)
+
+    return await sequential(enumerate(calls), send)
 
 
 def bare_deliverer(client: discord.Client, m: int) -> Deliver:
@@ -589,59 +481,6 @@ def bare_deliverer(client: discord.Client, m: int) -> Deliver:
     return deliver
 
 
-@dataclass
-class Breakdown:
-    claims: list[float] = field(default_factory=list)
-    delivers: list[float] = field(default_factory=list)
-    marks: list[float] = field(default_factory=list)
-
-    def add(self, other: Breakdown) -> None:
-        self.claims += other.claims
-        self.delivers += other.delivers
-        self.marks += other.marks
-
-
-async def outbox_posts(
-    core: Core, deliverer: Deliver, m: int, channels: int, tag: str
-) -> tuple[Run, Breakdown, int]:
-    now = core.clock()
-
-    def add(session: Any) -> int:
-        return sum(
-            enqueue(
-                session,
-                key=f"bench:{tag}:{i}",
-                destination=f"discord:{channel_of(i, channels)}",
-                kind="alert",
-                reply=alert(i),
-                now=now,
-                ref=f"alert:{tag}:{i}",
-            )
-            for i in range(m)
-        )
-
-    assert await core.db.write(add) == m
-    parts = Breakdown()
-    outbox = core.outbox
-    outbox.claim = timed(outbox.claim, parts.claims)  # type: ignore[method-assign,assignment]
-    outbox.sent = timed(outbox.sent, parts.marks)  # type: ignore[method-assign,assignment]
-    deliver: Deliver = timed(deliverer, parts.delivers)
-    sent = passes = 0
-    try:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        while sent < m:
-            done = await deliver_pending(outbox, deliver, ("discord",))
-            passes += 1
-            if done == 0:
-                break
-            sent += done
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    finally:
-        del outbox.claim, outbox.sent  # back to the class's methods
-    per = [d + s for d, s in zip(parts.delivers, parts.marks, strict=False)]
-    return Run(sent, wall, cpu, per), parts, passes
-
-
 async def bench_alerts(url: str, args: argparse.Namespace) -> None:
     m, channels, rounds = args.alerts, args.channels, args.rounds
     print(
@@ -655,9 +494,15 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
     async with fake_in_subprocess(channels) as child:
         settings = make_settings(url, **discord_env(child.api_url, child.gateway_url))
         async with open_core(settings) as core:
-            [adapter] = chat_adapters(core, settings)
-            assert isinstance(adapter, DiscordAdapter)
+            adapter = the_adapter(core, settings, DiscordAdapter)
             point_discord_py_at(child.api_url)
+            posts = functools.partial(
+                outbox_posts,
+                core,
+                platform="discord",
+                channel=lambda i: channel_of(i, channels),
+                reply=alert,
+            )
             bare = discord.Client(
                 intents=intents(settings.discord),
                 allowed_mentions=discord.AllowedMentions.none(),
@@ -671,10 +516,10 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
                     w = args.warmup
                     await bare_sends(bare, w, channels, "warmup", with_view=False)
                     await bare_sends(bare, w, channels, "warmup-v", with_view=True)
-                    await outbox_posts(core, bare_deliverer(bare, w), w, channels, "warmup-b")
-                    await outbox_posts(core, adapter.deliver, w, channels, "warmup")
-                    base, viewed = Run(0, 0, 0, []), Run(0, 0, 0, [])
-                    outbox_only, ours = Run(0, 0, 0, []), Run(0, 0, 0, [])
+                    await posts(bare_deliverer(bare, w), w, "warmup-b")
+                    await posts(adapter.deliver, w, "warmup")
+                    base, viewed = Run.empty(), Run.empty()
+                    outbox_only, ours = Run.empty(), Run.empty()
                     parts, bare_parts, passes = Breakdown(), Breakdown(), 0
                     progress = Progress("alert delivery, 4 rows × rounds", 4 * m * rounds)
                     for r in range(rounds):  # interleaved, so drift hits every row alike
@@ -683,13 +528,11 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
                         viewed.add(await bare_sends(bare, m, channels, f"v{r}", with_view=True))
                         progress.step(m)
                         deliverer = bare_deliverer(bare, m)
-                        run, split, _ = await outbox_posts(core, deliverer, m, channels, f"b{r}")
+                        run, split, _ = await posts(deliverer, m, f"b{r}")
                         outbox_only.add(run)
                         bare_parts.add(split)
                         progress.step(m)
-                        run, split, n = await outbox_posts(
-                            core, adapter.deliver, m, channels, f"c{r}"
-                        )
+                        run, split, n = await posts(adapter.deliver, m, f"c{r}")
                         ours.add(run)
                         parts.add(split)
                         passes += n
@@ -706,10 +549,7 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
     statuses = child.summary.get("statuses", {})
     fake_errors = child.summary.get("errors", [])
 
-    print(
-        f"\n{'':<44}{'sent':>6}{'msg/s':>9}{'CPU s/1000':>11}"
-        f"{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'÷bare time':>12}{'CPU':>8}"
-    )
+    print(f"\n{RUN_HEAD}{'÷bare time':>12}{'CPU':>8}")
     print(base.row("bare send(embed=…), prebuilt Embed"))
     print(viewed.row("bare send(embed=…, view=…): same payload", base))
     print(outbox_only.row("deliver_pending + that bare send", base))
@@ -720,14 +560,12 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
                 f"  Calcifer ÷ {what}: time {other.rate / ours.rate:.2f}x, "
                 f"CPU {ours.cpu_per_1000 / other.cpu_per_1000:.2f}x"
             )
-    print(f"{'where the time per message goes':<50}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
-    for label, samples in (
-        ("  outbox.claim (one transaction per pass of 50)", parts.claims),
-        ("  adapter.deliver (render + convert + send)", parts.delivers),
+    print_breakdown(
+        "where the time per message goes",
+        parts,
+        "adapter.deliver (render + convert + send)",
         ("  the bare deliverer's send, for comparison", bare_parts.delivers),
-        ("  outbox.sent (one transaction per message)", parts.marks),
-    ):
-        print(f"{label:<50}{ms(samples)}")
+    )
     print(f"  {passes} deliver_pending passes for Calcifer; {pending} messages left pending")
     verdict = watch.verdict({int(code) for code in statuses}, headers=bool(probed))
     print(
@@ -769,8 +607,7 @@ async def bench_render(url: str, args: argparse.Namespace) -> None:
     # An adapter that never connects: only its conversion to discord.py objects is timed.
     settings = make_settings(url, **discord_env("http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/"))
     async with open_core(settings) as core:
-        [adapter] = chat_adapters(core, settings)
-        assert isinstance(adapter, DiscordAdapter)
+        adapter = the_adapter(core, settings, DiscordAdapter)
         firsts = {id(r): render(r).first for r in replies}
         convert = per_call_us(lambda r: adapter._send(firsts[id(r)]), replies)
         embeds = per_call_us(
@@ -796,33 +633,28 @@ async def bench_render(url: str, args: argparse.Namespace) -> None:
 async def main(args: argparse.Namespace) -> None:
     saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     try:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as scratch:
+        with scratch_databases() as db:
             fake = FakeDiscord()
             await fake.start()
             try:
                 env = discord_env(fake.api_url, fake.gateway_url)
-                settings = make_settings(f"sqlite:///{scratch}/interactions.db", **env)
+                settings = make_settings(db("interactions"), **env)
                 async with open_core(settings) as core:
                     await bench_interactions(core, fake, args)
             finally:
                 await fake.close()
-            await bench_alerts(f"sqlite:///{scratch}/alerts.db", args)
-            await bench_render(f"sqlite:///{scratch}/render.db", args)
+            await bench_alerts(db("alerts"), args)
+            await bench_render(db("render"), args)
     finally:
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--interactions", type=int, default=300, help="interactions per run")
-    parser.add_argument("--burst", type=int, default=10, help="interactions pushed together")
-    parser.add_argument("--alerts", type=int, default=500, help="alert posts per round")
-    parser.add_argument("--channels", type=int, default=5, help="channels the alerts go to")
-    parser.add_argument("--rounds", type=int, default=3, help="alert delivery rounds")
-    parser.add_argument("--warmup", type=int, default=10, help="uncounted interactions/posts first")
-    parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_fake:
-        asyncio.run(serve_fake(args.channels))
-    else:
-        asyncio.run(main(args))
+    args = common.arguments(
+        __doc__,
+        ("--interactions", 300, "interactions per run"),
+        ("--burst", 10, "interactions pushed together"),
+        alerts_per="round",
+        warmup="interactions",
+    )
+    asyncio.run(serve_fake(args.channels) if args.serve_fake else main(args))

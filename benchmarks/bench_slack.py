@@ -40,11 +40,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,40 +60,35 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters import chat_adapters
 from adapters.slack_adapter import METADATA_EVENT, Pacer, SlackAdapter
 from adapters.slack_blocks import render
 from calcifer_bot.core import Core
-from calcifer_bot.outbox import Delivery, deliver_pending, enqueue
-from calcifer_bot.reply import Button, Field, MessageRef, Reply, Status
+from calcifer_bot.reply import Field, Reply
 from calcifer_bot.runtime import open_core
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for benchmarks/ and tests/
+from benchmarks import common
+from benchmarks.common import (
+    ANSWER_TIMEOUT_S,
+    MS_HEAD,
+    RUN_HEAD,
+    Breakdown,
+    Run,
+    at_least,
+    latency_row,
+    outbox_posts,
+    print_breakdown,
+    ratio,
+    scratch_databases,
+    sequential,
+    the_adapter,
+    wait_until,
+)
 from tests.conftest import make_settings
 from tests.fakeslack import PROXY_VARIABLES, FakeSlack, slash_command
 
 BOT_TOKEN, APP_TOKEN = "xoxb-bench", "xapp-bench"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-ANSWER_TIMEOUT_S = 10.0
-
-
-def percentile(samples: list[float], q: float) -> float:
-    return sorted(samples)[min(len(samples) - 1, int(q * len(samples)))]
-
-
-def ms(samples: list[float]) -> str:
-    if not samples:
-        return f"{'-':>9}{'-':>9}{'-':>9}"
-    p50, p95, top = percentile(samples, 0.5), percentile(samples, 0.95), max(samples)
-    return f"{p50 * 1e3:>9.2f}{p95 * 1e3:>9.2f}{top * 1e3:>9.2f}"
-
-
-def ratio(ours: list[float], base: list[float]) -> str:
-    if not ours or not base:
-        return ""
-    p50 = percentile(ours, 0.5) / percentile(base, 0.5)
-    p95 = percentile(ours, 0.95) / percentile(base, 0.95)
-    return f"{p50:>8.1f}x{p95:>8.1f}x"
 
 
 # -- 1. slash commands ----------------------------------------------------------
@@ -236,21 +231,13 @@ async def bolt_only(fake: TimedFake) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def calcifer_socket(core: Core, fake: TimedFake) -> AsyncIterator[SlackAdapter]:
-    [adapter] = chat_adapters(core, core.settings)
-    assert isinstance(adapter, SlackAdapter)
+    adapter = the_adapter(core, core.settings, SlackAdapter)
     try:
         await adapter.start()
         await fake.connected()
         yield adapter
     finally:
         await adapter.stop()
-
-
-async def wait_disconnected(fake: TimedFake) -> None:
-    for _ in range(500):  # the closed client's socket leaves the fake in a moment
-        if not fake._sockets:
-            return
-        await asyncio.sleep(0.01)
 
 
 async def bench_commands(core: Core, fake: TimedFake, args: argparse.Namespace) -> None:
@@ -271,9 +258,9 @@ async def bench_commands(core: Core, fake: TimedFake, args: argparse.Namespace) 
             for back_to_back in (False, True):
                 await push_commands(fake, args.warmup, back_to_back=back_to_back)
                 results[who, back_to_back] = await push_commands(fake, n, back_to_back=back_to_back)
-        await wait_disconnected(fake)
+        await wait_until(lambda: not fake._sockets)  # the closed client's socket has left
 
-    head = f"{'':<44}{'n':>5}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+    head = f"{'':<44}{'n':>5}{MS_HEAD}"
     for back_to_back in (False, True):
         bare, bolt = results["bare", back_to_back], results["bolt", back_to_back]
         ours = results["calcifer", back_to_back]
@@ -289,9 +276,9 @@ async def bench_commands(core: Core, fake: TimedFake, args: argparse.Namespace) 
             ("        Calcifer (bolt + adapter)", ours.acks),
         ]
         for label, samples in rows:
-            print(f"{label:<44}{len(samples):>5}{ms(samples)}")
-        print(f"{'        ratio Calcifer / bare (p50, p95)':<49}{ratio(ours.acks, bare.acks)}")
-        print(f"{'        ratio Calcifer / bolt alone':<49}{ratio(ours.acks, bolt.acks)}")
+            print(latency_row(label, samples, 44))
+        print(f"{'        ratio Calcifer / bare (p50, p95)':<48}{ratio(ours.acks, bare.acks)}")
+        print(f"{'        ratio Calcifer / bolt alone':<48}{ratio(ours.acks, bolt.acks)}")
         rows = [
             ("answer  bare: ack, then one post", bare.all_answers),
             ("        bolt alone: ack, then one post", bolt.all_answers),
@@ -300,17 +287,16 @@ async def bench_commands(core: Core, fake: TimedFake, args: argparse.Namespace) 
             ("        Calcifer, both", ours.all_answers),
         ]
         for label, samples in rows:
-            print(f"{label:<44}{len(samples):>5}{ms(samples)}")
+            print(latency_row(label, samples, 44))
         print(
-            f"{'        ratio Calcifer / bare (p50, p95)':<49}"
+            f"{'        ratio Calcifer / bare (p50, p95)':<48}"
             f"{ratio(ours.all_answers, bare.all_answers)}"
         )
         by_bolt = ratio(ours.all_answers, bolt.all_answers)
-        print(f"{'        ratio Calcifer / bolt alone':<49}{by_bolt}")
-        slow = sum(1 for s in ours.acks if s >= 1.0)
-        late = sum(1 for s in ours.acks if s >= 3.0)
+        print(f"{'        ratio Calcifer / bolt alone':<48}{by_bolt}")
         print(
-            f"        Calcifer acks ≥ 1 s: {slow}, ≥ 3 s: {late}; "
+            f"        Calcifer acks ≥ 1 s: {at_least(ours.acks, 1.0)}, "
+            f"≥ 3 s: {at_least(ours.acks, 3.0)}; "
             f"answers missing after {ANSWER_TIMEOUT_S:.0f} s: {ours.missing} "
             f"(bare: {bare.missing}, bolt: {bolt.missing})"
         )
@@ -319,25 +305,21 @@ async def bench_commands(core: Core, fake: TimedFake, args: argparse.Namespace) 
 # -- 2. alert delivery ----------------------------------------------------------
 
 
-def alert(i: int) -> Reply:
-    """Shaped like calcifer_bot.alerts.render's "is down" message."""
-    name = f"api-{i:04d}"
-    return Reply(
-        title=f"{name} is down",
-        text=f"{name} is down since 2026-12-03 12:00 UTC (2 min ago).",
-        status=Status.ERROR,
-        fields=(
-            Field("Target", f"https://{name}.example.org/health"),
-            Field("Check", "http, every 60 s, 3 failures"),
-            Field("Error", "HTTP 503 Service Unavailable", inline=False),
-        ),
-        footer=f"Incident #{i}",
-        buttons=(
-            Button("Acknowledge", f"ack {i}", "primary"),
-            Button("Mute 1 h", f"mute {name} 1h"),
-            Button("Re-check now", f"check {name}"),
-        ),
+def alert_fields(name: str) -> tuple[Field, ...]:
+    return (
+        Field("Target", f"https://{name}.example.org/health"),
+        Field("Check", "http, every 60 s, 3 failures"),
+        Field("Error", "HTTP 503 Service Unavailable", inline=False),
     )
+
+
+def alert(i: int) -> Reply:
+    """The benchmarks' typical alert, with the fields of this one."""
+    return common.alert(i, alert_fields)
+
+
+def channel_of(i: int, channels: int) -> str:
+    return f"C{1 + i % channels}"
 
 
 async def serve_fake() -> None:
@@ -347,51 +329,16 @@ async def serve_fake() -> None:
         await fake.start()
         stack.push_async_callback(fake.close)
         print(fake.api_url, flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await common.until_stdin_closes()
 
 
 @contextlib.asynccontextmanager
 async def fake_in_subprocess() -> AsyncIterator[str]:
     """The API URL of a fake Slack in a child process (its CPU is not ours)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--serve-fake",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    async with common.fake_child(__file__) as (_, line):
         if not line.startswith(b"http://127.0.0.1:"):
             raise RuntimeError(f"the fake Slack did not start: {line!r}")
         yield line.decode().strip()
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-@dataclass
-class Run:
-    sent: int
-    wall: float
-    cpu: float
-    per_message: list[float]
-
-    def add(self, other: Run) -> None:
-        self.sent += other.sent
-        self.wall += other.wall
-        self.cpu += other.cpu
-        self.per_message += other.per_message
-
-    def row(self, label: str) -> str:
-        rate = self.sent / self.wall if self.wall else 0.0
-        per_1000 = self.cpu / self.sent * 1000 if self.sent else 0.0
-        return f"{label:<44}{self.sent:>6}{rate:>9.0f}{per_1000:>11.2f}{ms(self.per_message)}"
 
 
 def post_args(reply: Reply, channel: str, delivery_id: int) -> dict[str, Any]:
@@ -406,75 +353,7 @@ def post_args(reply: Reply, channel: str, delivery_id: int) -> dict[str, Any]:
 
 
 async def bare_posts(client: AsyncWebClient, calls: list[dict[str, Any]]) -> Run:
-    per: list[float] = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for kwargs in calls:
-        t0 = time.perf_counter()
-        await client.chat_postMessage(**kwargs)
-        per.append(time.perf_counter() - t0)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return Run(len(calls), wall, cpu, per)
-
-
-@dataclass
-class Breakdown:
-    claims: list[float] = field(default_factory=list)
-    delivers: list[float] = field(default_factory=list)
-    marks: list[float] = field(default_factory=list)
-
-
-def timed(fn: Callable[..., Awaitable[Any]], into: list[float]) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(*a: Any, **kw: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await fn(*a, **kw)
-        finally:
-            into.append(time.perf_counter() - t0)
-
-    return wrapper
-
-
-async def outbox_posts(
-    core: Core, adapter: SlackAdapter, m: int, channels: int, tag: str
-) -> tuple[Run, Breakdown, int]:
-    now = core.clock()
-
-    def add(session: Any) -> int:
-        return sum(
-            enqueue(
-                session,
-                key=f"bench:{tag}:{i}",
-                destination=f"slack:C{1 + i % channels}",
-                kind="alert",
-                reply=alert(i),
-                now=now,
-                ref=f"alert:{tag}:{i}",
-            )
-            for i in range(m)
-        )
-
-    assert await core.db.write(add) == m
-    parts = Breakdown()
-    outbox = core.outbox
-    outbox.claim = timed(outbox.claim, parts.claims)  # type: ignore[method-assign,assignment]
-    outbox.sent = timed(outbox.sent, parts.marks)  # type: ignore[method-assign,assignment]
-    deliver: Callable[[Delivery], Awaitable[MessageRef | None]] = timed(
-        adapter.deliver, parts.delivers
-    )
-    sent = passes = 0
-    try:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        while sent < m:
-            done = await deliver_pending(outbox, deliver, ("slack",))
-            passes += 1
-            if done == 0:
-                break
-            sent += done
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    finally:
-        del outbox.claim, outbox.sent  # back to the class's methods
-    per = [d + s for d, s in zip(parts.delivers, parts.marks, strict=False)]
-    return Run(sent, wall, cpu, per), parts, passes
+    return await sequential(calls, lambda kwargs: client.chat_postMessage(**kwargs))
 
 
 async def bench_alerts(url: str, args: argparse.Namespace) -> None:
@@ -495,27 +374,32 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
             SLACK_SIGNING_SECRET=SECRET,
             CALCIFER_SLACK_API_URL=api_url,
         )
-        [adapter] = chat_adapters(core, settings)  # HTTP mode: nothing connects
-        assert isinstance(adapter, SlackAdapter)
+        adapter = the_adapter(core, settings, SlackAdapter)  # HTTP mode: nothing connects
         adapter.pacer = Pacer(0)
+        posts = functools.partial(
+            outbox_posts,
+            core,
+            adapter.deliver,
+            platform="slack",
+            channel=lambda i: channel_of(i, channels),
+            reply=alert,
+        )
         fresh = AsyncWebClient(token=BOT_TOKEN, base_url=api_url)
         async with aiohttp.ClientSession() as session:
             pooled = AsyncWebClient(token=BOT_TOKEN, base_url=api_url, session=session)
-            calls = [post_args(alert(i), f"C{1 + i % channels}", i) for i in range(m)]
+            calls = [post_args(alert(i), channel_of(i, channels), i) for i in range(m)]
             warm = calls[: args.warmup]
             await bare_posts(fresh, warm)
             await bare_posts(pooled, warm)
-            await outbox_posts(core, adapter, args.warmup, channels, "warmup")
-            base, keep_alive, ours = Run(0, 0, 0, []), Run(0, 0, 0, []), Run(0, 0, 0, [])
+            await posts(args.warmup, "warmup")
+            base, keep_alive, ours = Run.empty(), Run.empty(), Run.empty()
             parts, passes = Breakdown(), 0
             for r in range(args.rounds):  # interleaved, so drift hits every row alike
                 base.add(await bare_posts(fresh, calls))
                 keep_alive.add(await bare_posts(pooled, calls))
-                run, split, n = await outbox_posts(core, adapter, m, channels, f"run{r}")
+                run, split, n = await posts(m, f"run{r}")
                 ours.add(run)
-                parts.claims += split.claims
-                parts.delivers += split.delivers
-                parts.marks += split.marks
+                parts.add(split)
                 passes += n
         await adapter.stop()
         pending = await core.outbox.pending(("slack",))
@@ -526,23 +410,16 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
         render(reply)
     render_s = (time.perf_counter() - t0) / m
 
-    print(
-        f"\n{'':<44}{'sent':>6}{'msg/s':>9}{'CPU s/1000':>11}"
-        f"{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
-    )
+    print(f"\n{RUN_HEAD}")
     print(base.row("bare AsyncWebClient, sequential"))
     print(keep_alive.row("bare AsyncWebClient, one keep-alive session"))
     print(ours.row("Calcifer: deliver_pending + adapter.deliver"))
-    rate = (base.sent / base.wall) / (ours.sent / ours.wall) if ours.sent and ours.wall else 0.0
-    cpu = (ours.cpu / ours.sent) / (base.cpu / base.sent) if ours.sent and base.cpu else 0.0
+    rate = base.rate / ours.rate if ours.rate else 0.0
+    cpu = ours.cpu_per_1000 / base.cpu_per_1000 if ours.sent and base.cpu else 0.0
     print(f"{'ratio Calcifer / bare (time, CPU)':<44}{'':>6}{rate:>8.1f}x{cpu:>10.1f}x")
-    print(f"{'where Calcifer spends it':<50}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
-    for label, samples in (
-        ("  outbox.claim (one transaction per pass of 50)", parts.claims),
-        ("  adapter.deliver (render + chat.postMessage)", parts.delivers),
-        ("  outbox.sent (one transaction per message)", parts.marks),
-    ):
-        print(f"{label:<50}{ms(samples)}")
+    print_breakdown(
+        "where Calcifer spends it", parts, "adapter.deliver (render + chat.postMessage)"
+    )
     print(f"{'  render() alone, mean':<50}{render_s * 1e3:>9.2f}")
     print(f"  {passes} deliver_pending passes; {pending} messages left pending")
 
@@ -550,12 +427,12 @@ async def bench_alerts(url: str, args: argparse.Namespace) -> None:
 async def main(args: argparse.Namespace) -> None:
     for name in PROXY_VARIABLES:  # slack_sdk honours these and ignores NO_PROXY
         os.environ.pop(name, None)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as scratch:
+    with scratch_databases() as db:
         fake = TimedFake(bot_token=BOT_TOKEN, app_token=APP_TOKEN)
         await fake.start()
         try:
             settings = make_settings(
-                f"sqlite:///{scratch}/commands.db",
+                db("commands"),
                 CALCIFER_ADMINS="slack:U1",
                 SLACK_BOT_TOKEN=BOT_TOKEN,
                 SLACK_APP_TOKEN=APP_TOKEN,
@@ -566,19 +443,14 @@ async def main(args: argparse.Namespace) -> None:
                 await bench_commands(core, fake, args)
         finally:
             await fake.close()
-        await bench_alerts(f"sqlite:///{scratch}/alerts.db", args)
+        await bench_alerts(db("alerts"), args)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--commands", type=int, default=200, help="slash commands per run")
-    parser.add_argument("--alerts", type=int, default=500, help="alert posts per run")
-    parser.add_argument("--channels", type=int, default=5, help="channels the alerts go to")
-    parser.add_argument("--rounds", type=int, default=3, help="alert delivery rounds")
-    parser.add_argument("--warmup", type=int, default=10, help="uncounted commands/posts first")
-    parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_fake:
-        asyncio.run(serve_fake())
-    else:
-        asyncio.run(main(args))
+    args = common.arguments(
+        __doc__,
+        ("--commands", 200, "slash commands per run"),
+        alerts_per="run",
+        warmup="commands",
+    )
+    asyncio.run(serve_fake() if args.serve_fake else main(args))
