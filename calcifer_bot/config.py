@@ -49,6 +49,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "CALCIFER_OPERATORS": ("operators",),
     "CALCIFER_DEFAULT_ROLE": ("default_role",),
     "CALCIFER_ALERT_CHANNEL": ("alert_channel",),
+    "CALCIFER_WORK_CHANNEL": ("work_channel",),
     "CALCIFER_LOG_LEVEL": ("log_level",),
     "SLACK_BOT_TOKEN": ("slack", "bot_token"),
     "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
@@ -120,6 +121,29 @@ def _duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class GitSettings(_Section):
+    """``[git]``: the repositories Calcifer keeps honest, and who commits."""
+
+    # service -> repository; everything else uses CALCIFER_GIT_REPO (``git_repo``).
+    repositories: dict[str, Path] = Field(default_factory=dict)
+    # chat identity ("slack:U1") -> "Name <email>", the author of their commits.
+    authors: dict[str, str] = Field(default_factory=dict)
+    committer_name: str = "Calcifer"
+    committer_email: str = "calcifer@localhost"
+    # How CHANGES.md is written: Keep a Changelog, or the seed's "## 2025-11-25 - Name - Type".
+    changelog: Literal["keep-a-changelog", "dated"] = "keep-a-changelog"
+    default_target: str = "main"  # what branches merge into
+
+    @field_validator("authors")
+    @classmethod
+    def _check_authors(cls, value: dict[str, str]) -> dict[str, str]:
+        for identity, author in value.items():
+            check_identity(identity)
+            if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]+>", author.strip()):
+                raise ValueError(f"{identity}: expected 'Name <email>', got {author!r}")
+        return value
 
 
 class MonitoringSettings(_Section):
@@ -200,10 +224,12 @@ class Settings(_Section):
     operators: Identities = frozenset()
     default_role: Annotated[Role, BeforeValidator(_role)] = Role.VIEWER
     alert_channel: str | None = None
+    work_channel: str | None = None  # where finished work items are announced; else alerts'
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    git: GitSettings = GitSettings()
     # Validated by the monitoring and notification integrations that own them.
     endpoints: tuple[dict[str, Any], ...] = ()
     notifications: dict[str, Any] = Field(default_factory=dict)

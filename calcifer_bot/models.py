@@ -254,6 +254,9 @@ class WorkItem(Base):
     service: Mapped[str | None] = mapped_column(String(100), index=True)
     repository: Mapped[str | None] = mapped_column(String(1024))
     branch: Mapped[str] = mapped_column(String(255))
+    # The commit the branch started from: its CHANGES.md is what the branch must add to,
+    # even after a merge has made the branch's own entries part of the target.
+    base_commit: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | done
     checklist: Mapped[list[Any]] = mapped_column(default=list)  # [{"text": …, "done": …}]
     created_by: Mapped[str] = mapped_column(String(200))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 # singleton name -> "module:Class"
 REGISTRY: dict[str, str] = {
+    "git_manager": "integrations.git:GitIntegration",
     "monitoring": "integrations.monitoring:MonitoringIntegration",
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -589,14 +590,33 @@ async def graph(ctx: Context, name: str, window: timedelta) -> Reply:
 
 @command(
     "doc",
-    summary="Generated Markdown documentation for an endpoint",
-    args=[Arg("name", "the endpoint")],
+    summary="Generated Markdown documentation for an endpoint (--commit: onto a work item)",
+    args=[
+        Arg("name", "the endpoint"),
+        Arg(
+            "commit",
+            "commit it as docs/endpoint-NAME.md on a work item's branch (operator)",
+            switch=True,
+        ),
+        Arg(
+            "item",
+            "the work item (default: your newest open one)",
+            integer(1),
+            option=True,
+            default=None,
+            metavar="ID",
+        ),
+    ],
     visibility=Visibility.EPHEMERAL,
-    examples=["doc nas"],
+    examples=["doc nas", "doc nas --commit", "doc nas --commit --item 3"],
 )
-async def doc(ctx: Context, name: str) -> Reply:
+async def doc(ctx: Context, name: str, commit: bool, item: int | None) -> Reply:
     ep = await ctx.db.read(lambda s: endpoint_named(s, name))
     text = generate_endpoint_documentation(ep)
+    if commit:
+        from calcifer_bot.handlers.work import commit_doc  # work items sit above monitoring
+
+        return replace(await commit_doc(ctx, name, text, item), visibility=Visibility.CHANNEL)
     return Reply(
         title=f"{name}: documentation",
         text=text,
