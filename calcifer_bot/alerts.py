@@ -9,7 +9,7 @@ recovery, an ack or a newly folded child simply renders it again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy import select
@@ -28,6 +28,18 @@ CONTEXT_PROVIDERS: list[ContextProvider] = []
 
 def context_provider(fn: ContextProvider) -> ContextProvider:
     CONTEXT_PROVIDERS.append(fn)
+    return fn
+
+
+# Providers run inside the engine's transaction, so they must not wait on I/O.
+# What they need from outside (git history) a prefetch gathers first: it gets
+# the services that may be about to alert, and the time.
+ContextPrefetch = Callable[[set[str], datetime], Awaitable[None]]
+CONTEXT_PREFETCH: list[ContextPrefetch] = []
+
+
+def context_prefetch(fn: ContextPrefetch) -> ContextPrefetch:
+    CONTEXT_PREFETCH.append(fn)
     return fn
 
 

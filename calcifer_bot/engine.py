@@ -8,6 +8,7 @@ an alert: the state lives in the database, not in memory.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Callable, Iterable
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+PREFETCH_TIMEOUT_S = 5.0  # an alert waits this long at most for its context
 RECENT = 21  # results kept for flap detection: 20 state changes, as Nagios does
 FLAP_MIN_RESULTS = 10
 
@@ -110,7 +112,27 @@ class Engine:
         batch = sorted(observations, key=lambda o: o.at)
         if not batch:
             return {}
+        await self._prefetch_context(batch)
         return await self._write(lambda session: self._apply(session, batch))
+
+    async def _prefetch_context(self, batch: list[Observation]) -> None:
+        """Let context providers gather what an alert in this batch would say."""
+        failing = {o.endpoint_id for o in batch if not o.ok}
+        if not failing or not alerts.CONTEXT_PREFETCH:
+            return
+
+        def services(session: Session) -> set[str]:
+            query = select(Endpoint.service).where(
+                Endpoint.id.in_(failing), Endpoint.service.is_not(None)
+            )
+            return {s for s in session.scalars(query) if s}
+
+        found = await self.db.read(services)
+        for prefetch in alerts.CONTEXT_PREFETCH if found else ():
+            try:
+                await asyncio.wait_for(prefetch(found, batch[-1].at), PREFETCH_TIMEOUT_S)
+            except Exception:  # context is a courtesy: it must never cost an alert
+                log.warning("alert context %s failed", prefetch.__qualname__, exc_info=True)
 
     def _apply(self, session: Session, batch: list[Observation]) -> dict[int, float]:
         ids = {o.endpoint_id for o in batch}

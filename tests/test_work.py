@@ -21,7 +21,7 @@ from calcifer_bot.core import Core
 from calcifer_bot.models import ChangelogEntry, OutboxMessage, WorkItem
 from calcifer_bot.reply import Reply, Status
 from calcifer_bot.workitems import branch_name, checklist, slug
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, add_endpoint, observe
 
 CHANGES = """# Changelog
 
@@ -33,8 +33,10 @@ CHANGES = """# Changelog
 BRANCH = "service/new/nas-backups-to-s3-20261203"
 
 
-def git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str, at: str | None = None) -> str:
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo.parent)}
+    if at is not None:  # the commit's time, so it falls before the test clock's outage
+        env |= {"GIT_AUTHOR_DATE": at, "GIT_COMMITTER_DATE": at}
     done = subprocess.run(
         ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.org", *args],
         cwd=repo,
@@ -204,3 +206,22 @@ async def test_a_viewer_may_read_but_not_start_work(core: Core, repo: Path) -> N
 
     assert denied.title == "Not allowed"
     assert allowed.ok
+
+
+async def test_an_alert_names_the_merge_that_came_just_before_it(
+    core: Core, repo: Path, clock: FakeClock
+) -> None:
+    git(repo, "checkout", "-q", "-b", "nas-timeout")
+    (repo / "nas.conf").write_text("timeout = 30\n")
+    git(repo, "add", "nas.conf")
+    git(repo, "commit", "-qm", "nas: raise the mount timeout", at="2026-12-03T11:40:00Z")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge nas-timeout", "nas-timeout",
+        at="2026-12-03T11:48:00Z")  # fmt: skip
+    endpoint_id = await add_endpoint(core, "nas", channel="console", service="nas", failures=1)
+
+    await observe(core, endpoint_id, ok=False)  # at 12:00, the test clock's time
+
+    [alert] = await core.db.read(lambda s: list(s.scalars(select(OutboxMessage))))
+    context = str(alert.payload)
+    assert "merged 12m before" in context and "Merge nas-timeout" in context

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from sqlalchemy.orm import Session
+
 import integrations
+from calcifer_bot.alerts import context_prefetch, context_provider
 from calcifer_bot.changelog import render_entry
 from calcifer_bot.commands import Arg, Context, command, integer
 from calcifer_bot.errors import CalciferError
 from calcifer_bot.handlers.basics import Section, status_section
-from calcifer_bot.parser import counted
+from calcifer_bot.parser import counted, format_duration
 from calcifer_bot.reply import Field, Reply, Status
 from calcifer_bot.roles import Role
 from calcifer_bot.workitems import open_items
 
 if TYPE_CHECKING:
-    from integrations.git import GitIntegration
+    from integrations.git import CommitInfo, GitIntegration
+
+# How far back an alert looks for the change that may have caused it, and how
+# long what git said stays fresh.
+MERGES_WINDOW = timedelta(hours=24)
+MERGES_FRESH = timedelta(minutes=1)
+# repository -> (when it was read, what landed on its target in the window)
+_merges: dict[Path, tuple[datetime, list[CommitInfo]]] = {}
 
 SERVICE = Arg("service", "the service whose repository to use", option=True, default=None)
 INTO = Arg("into", "the branch it merges into (default: the configured target)", option=True,
@@ -214,3 +226,32 @@ async def _git(ctx: Context) -> Section:
             Field("Open work items", str(work)),
         ]
     )
+
+
+@context_prefetch
+async def _read_merges(services: set[str], now: datetime) -> None:
+    git = repos()
+    for path, service in {git.path(s): s for s in services}.items():
+        read = _merges.get(path)
+        if read is not None and now - read[0] < MERGES_FRESH:
+            continue
+        try:
+            found = await git.recent_merges(now - MERGES_WINDOW, service=service)
+        except CalciferError:  # no repository for it, or no target branch: no context
+            found = []
+        _merges[path] = (now, found)
+
+
+@context_provider
+def _merged_before(session: Session, service: str, since: datetime) -> list[str]:
+    """ "merged 12m before: `abc1234` nas: raise the mount timeout (Alice)"."""
+    read = _merges.get(repos().path(service))
+    if read is None:
+        return []
+    lines = [
+        f"merged {format_duration(since - c.committed_at)} before: `{c.short}` {c.subject} "
+        f"({c.author_name})"
+        for c in read[1]
+        if since - MERGES_WINDOW <= c.committed_at <= since
+    ]
+    return lines[:3]
