@@ -126,6 +126,8 @@ async def test_the_whole_work_item_flow_from_new_to_done(
     documented = await run(console, "doc nas --commit")
     assert documented.ok, documented.text
     assert "nas" in git(repo, "show", f"{BRANCH}:docs/endpoint-nas.md")
+    # Nobody mapped the console user to an address: one that says who, and bounces.
+    assert git(repo, "log", "-1", "--format=%an <%ae>", BRANCH) == "console <local@console.invalid>"
     for number in range(1, items + 1):
         assert (await run(console, f"work tick 1 {number}")).ok
     assert (await run(console, 'work note 1 "nightly at 02:00, 30 days kept"')).ok
