@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -246,3 +247,50 @@ async def observe(core: Core, endpoint_id: int, ok: bool) -> None:
     error = None if ok else "connection refused"
     obs = Observation(endpoint_id, core.clock(), ok, 3.0 if ok else None, error)
     await core.engine.apply([obs])
+
+
+# -- git repositories ---------------------------------------------------------------
+
+CHANGES = """# Changelog
+
+## [Unreleased]
+
+### Added
+- The first service.
+"""
+
+
+def git(repo: Path, *args: str, at: str | None = None) -> str:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo.parent)}
+    if at is not None:  # the commit's time, so it falls before the test clock's outage
+        env |= {"GIT_AUTHOR_DATE": at, "GIT_COMMITTER_DATE": at}
+    done = subprocess.run(
+        ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.org", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """A real git repository on main, with a valid CHANGES.md, made by the git CLI."""
+    path = tmp_path / "infra"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "CHANGES.md").write_text(CHANGES)
+    git(path, "add", "CHANGES.md")
+    git(path, "commit", "-q", "-m", "Start")
+    yield path
+
+
+def snapshot(repo: Path) -> tuple[str, str, str]:
+    """HEAD, every ref and the working tree's state: what "unchanged" means."""
+    return (
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "for-each-ref"),
+        git(repo, "status", "--porcelain"),
+    )

@@ -12,21 +12,9 @@ from pathlib import Path
 import pytest
 
 from calcifer_bot.reply import Status
-from tests.conftest import ChatBot
-from tests.test_work import CHANGES, git, snapshot
+from tests.conftest import CHANGES, ChatBot, git, snapshot
 
 ADMIN, OPERATOR, VIEWER = "slack:UADMIN", "slack:UOPS", "slack:UVIEW"
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "infra"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    (path / "CHANGES.md").write_text(CHANGES)
-    git(path, "add", "CHANGES.md")
-    git(path, "commit", "-q", "-m", "Start")
-    return path
 
 
 @pytest.fixture

@@ -8,9 +8,6 @@ they did is read back with git and from the database.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,42 +18,9 @@ from calcifer_bot.core import Core
 from calcifer_bot.models import ChangelogEntry, OutboxMessage, WorkItem
 from calcifer_bot.reply import Reply, Status
 from calcifer_bot.workitems import branch_name, checklist, slug
-from tests.conftest import FakeClock, add_endpoint, observe
+from tests.conftest import CHANGES, FakeClock, add_endpoint, git, observe, snapshot
 
-CHANGES = """# Changelog
-
-## [Unreleased]
-
-### Added
-- The first service.
-"""
 BRANCH = "service/new/nas-backups-to-s3-20261203"
-
-
-def git(repo: Path, *args: str, at: str | None = None) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo.parent)}
-    if at is not None:  # the commit's time, so it falls before the test clock's outage
-        env |= {"GIT_AUTHOR_DATE": at, "GIT_COMMITTER_DATE": at}
-    done = subprocess.run(
-        ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.org", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "infra"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    (path / "CHANGES.md").write_text(CHANGES)
-    git(path, "add", "CHANGES.md")
-    git(path, "commit", "-q", "-m", "Start")
-    yield path
 
 
 @pytest.fixture
@@ -67,15 +31,6 @@ def settings_env(repo: Path) -> dict[str, str]:
 @pytest.fixture
 def console(core: Core) -> ConsoleAdapter:
     return ConsoleAdapter(core, out=io.StringIO(), err=io.StringIO())
-
-
-def snapshot(repo: Path) -> tuple[str, str, str]:
-    """HEAD, every ref and the working tree's state: what "unchanged" means."""
-    return (
-        git(repo, "rev-parse", "HEAD"),
-        git(repo, "for-each-ref"),
-        git(repo, "status", "--porcelain"),
-    )
 
 
 async def run(console: ConsoleAdapter, text: str) -> Reply:
