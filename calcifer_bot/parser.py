@@ -51,9 +51,11 @@ def format_duration(delta: timedelta) -> str:
 
 
 def counted(n: int, noun: str) -> str:
-    """``1 endpoint``, ``3 endpoints``, ``2 successes``."""
+    """``1 endpoint``, ``3 endpoints``, ``2 successes``, ``2 entries``."""
     if n == 1:
         return f"1 {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "o", "u"):
+        return f"{n} {noun[:-1]}ies"
     return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from calcifer_bot.errors import UsageError
-from calcifer_bot.parser import format_duration, parse_duration, quote, tokenize
+from calcifer_bot.parser import counted, format_duration, parse_duration, quote, tokenize
 
 
 @pytest.mark.parametrize(
@@ -88,3 +88,13 @@ SMART_QUOTES = "“”„‘’‚"
 @given(st.lists(st.text(min_size=1).filter(lambda w: not set(w) & set(SMART_QUOTES)), max_size=5))
 def test_quote_round_trips_any_word(words: list[str]) -> None:
     assert tokenize(" ".join(quote(w) for w in words)) == words
+
+
+def test_counted_says_one_or_many_in_english() -> None:
+    assert counted(1, "entry") == "1 entry"
+    assert [counted(2, w) for w in ("entry", "day", "success", "note")] == [
+        "2 entries",
+        "2 days",
+        "2 successes",
+        "2 notes",
+    ]

@@ -230,9 +230,12 @@ async def work_done(ctx: Context, id: int) -> Reply:
         merged, merge_detail = merge.state.value in ("merged", "squash-merged"), merge.detail
     except NotFound as exc:
         merged, merge_detail = False, exc.message
-    changes = await git.check_changes(item.branch, base=item.base_commit, service=item.service)
-    problems = [str(p) for p in changes.problems]
-    if not changes.added and not problems:
+    try:
+        changes = await git.check_changes(item.branch, base=item.base_commit, service=item.service)
+        added, problems = changes.added, [str(p) for p in changes.problems]
+    except NotFound as exc:  # the branch is gone: what else is missing is still worth saying
+        added, problems = (), [exc.message]
+    if not added and not problems:
         problems.append("the branch adds no entry")
     found = readiness(item, merged=merged, merge_detail=merge_detail, changes_problems=problems)
     if not found.ready:
@@ -249,14 +252,14 @@ async def work_done(ctx: Context, id: int) -> Reply:
         status=Status.OK,
         fields=(
             Field("Branch", f"`{item.branch}`: {merge_detail}", inline=False),
-            Field("Changes", "\n".join(_entry_line(e) for e in changes.added), inline=False),
+            Field("Changes", "\n".join(_entry_line(e) for e in added), inline=False),
         ),
     )
 
     def close(session: Session) -> None:
         row = item_by_id(session, id)
         row.status, row.completed_at = "done", now
-        for entry in changes.added:
+        for entry in added:
             session.add(
                 ChangelogEntry(
                     work_item_id=id,
@@ -281,7 +284,7 @@ async def work_done(ctx: Context, id: int) -> Reply:
     await ctx.db.write(close)
     return Reply(
         title=f"Work item {id} is done",
-        text=f"{item.title}: closed, with {counted(len(changes.added), 'changelog entry')}.",
+        text=f"{item.title}: closed, with {counted(len(added), 'changelog entry')}.",
         status=Status.OK,
         fields=announcement.fields,
     )
