@@ -87,11 +87,9 @@ async def git_status(ctx: Context, service: str | None) -> Reply:
     examples=["git branches"],
 )
 async def git_branches(ctx: Context, into: str | None, service: str | None) -> Reply:
-    branches = await repos().get_branches(service=service)
-    lines = []
-    for branch in branches:
-        merge = await repos().is_branch_merged(branch.name, into, service=service)
-        lines.append(f"`{branch.name}` — {merge.detail}")
+    target = into or ctx.settings.git.default_target
+    branches = await repos().get_branches(service=service, target=target)
+    lines = [f"`{b.name}` — {b.merge.detail if b.merge else 'the target'}" for b in branches]
     return Reply(title="Branches", text="\n".join(lines) or "No branches.")
 
 
