@@ -24,6 +24,7 @@ Dated (the seed's)::
 
 from __future__ import annotations
 
+import abc
 import difflib
 import re
 from collections import Counter
@@ -173,8 +174,8 @@ class _Bullet:
 
 
 @dataclass(slots=True)
-class _Reader:
-    """Line by line; the styles differ only in their headings."""
+class _Reader(abc.ABC):
+    """Line by line; the styles differ only in their headings (the abstract methods)."""
 
     entries: list[Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -266,20 +267,20 @@ class _Reader:
 
     # The styles' own parts.
 
-    def nothing_message(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def nothing_message(self) -> str: ...
 
-    def orphan_message(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def orphan_message(self) -> str: ...
 
-    def version(self, number: int, line: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def version(self, number: int, line: str) -> None: ...
 
-    def subheading(self, number: int, line: str, level: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def subheading(self, number: int, line: str, level: int) -> None: ...
 
-    def stray(self, number: int, text: str, *, indented: bool) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stray(self, number: int, text: str, *, indented: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
