@@ -205,6 +205,21 @@ async def test_a_slow_command_is_deferred_then_answered_in_place(
     assert interaction.followups == [], "the deferred message became the answer"
 
 
+async def test_a_deferred_command_shows_its_progress_before_the_answer(
+    connected: DiscordAdapter, fake: FakeDiscord, core: Core, closed_port: int
+) -> None:
+    await add_endpoint(core, "web", target=f"127.0.0.1:{closed_port}")
+    ticks = iter(range(0, 10_000, 3))  # 3 s pass between looks: past the 2 s throttle
+    connected.clock = lambda: float(next(ticks))
+
+    interaction = await fake.push_slash("check web", user_id=OPERATOR)
+
+    await fake.wait_for(lambda: len(interaction.edits) >= 2)
+    progress, answer = interaction.edits[0], interaction.edits[-1]
+    assert progress["content"] == "⏳ Checking web…"
+    assert answer["content"] is None and "web" in json.dumps(answer["embeds"])
+
+
 async def test_the_command_option_suggests_what_the_user_may_run(
     connected: DiscordAdapter, fake: FakeDiscord
 ) -> None:
