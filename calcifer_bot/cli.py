@@ -183,9 +183,8 @@ async def _config_check(settings: Settings) -> int:
     print("Chat:" if chats else "Chat: no Slack or Discord credentials (the console only)")
     for name, result in chats.items():
         print(f"  {name:<22} {result}")
-    skip = (integrations.Reachability.NOT_CONFIGURED, integrations.Reachability.DISABLED)
     found = [*results.values(), *chats.values()]
-    return 0 if all(r or r.state in skip for r in found) else 1
+    return 1 if any(r.failing for r in found) else 0
 
 
 async def _discord(settings: Settings, args: argparse.Namespace) -> int:

@@ -28,6 +28,14 @@ class Connectivity:
     def __bool__(self) -> bool:
         return self.state is Reachability.OK
 
+    @property
+    def failing(self) -> bool:
+        """Set up but not answering: what `config check` and `integrations` complain of.
+
+        One that is not configured, or whose extra is not installed, is a choice.
+        """
+        return self.state in (Reachability.CANNOT_CONNECT, Reachability.INVALID_AUTH)
+
     def __str__(self) -> str:
         return f"{self.state}: {self.detail}" if self.detail else str(self.state)
 

@@ -115,8 +115,19 @@ async def test_integrations_command_lists_them(registry: dict[str, str], bot: Ch
     shown = {f.name: f.value for f in reply.fields}
     assert shown["Reachable service"] == "ok"
     assert shown["Charts"] == "disabled: install calcifer[charts]"
-    assert reply.text == "Some integrations need attention."
+    assert reply.text == "Some need attention.", "badauth is failing"
     assert bot.core.lookup("integrations").slow, "adapters must acknowledge first"
+
+
+async def test_integrations_not_set_up_are_no_problem(
+    registry: dict[str, str], monkeypatch: pytest.MonkeyPatch, bot: ChatBot
+) -> None:
+    monkeypatch.delitem(registry, "badauth")
+
+    reply = await bot.say("integrations", user="slack:USOMEONE")
+
+    assert reply.text == "Every integration set up is reachable."
+    assert {f.name: f.value for f in reply.fields}["Charts"] == "disabled: install calcifer[charts]"
 
 
 async def test_integrations_command_without_any(
