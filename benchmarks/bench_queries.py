@@ -38,13 +38,11 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +56,9 @@ from calcifer_bot.aio import blocking
 from calcifer_bot.db import Database, normalize_url
 from calcifer_bot.errors import IntegrationError
 from calcifer_bot.models import CheckResult, CheckRollup, Endpoint, Incident
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/
+from tests.conftest import postgres_schema
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 RAW = timedelta(hours=48)
@@ -537,22 +538,6 @@ def report(built: Built, rows: list[Timing]) -> None:
 
 
 # -- main -----------------------------------------------------------------------
-
-
-@contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    """A schema of our own on the given server, dropped afterwards."""
-    schema = f"bench_{secrets.token_hex(4)}"
-    admin = create_engine(normalize_url(url))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = normalize_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def run(url: str, args: argparse.Namespace, saved: Path | None = None) -> None:

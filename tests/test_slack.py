@@ -421,21 +421,25 @@ async def test_a_viewer_typing_an_admin_command_is_refused(
     assert not fake.messages
 
 
-async def test_confirm_button_runs_the_command_and_posts_the_result(
-    socket: SlackAdapter, fake: FakeSlack, core: Core
-) -> None:
+async def removal_question(
+    fake: FakeSlack, core: Core
+) -> tuple[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """``endpoint remove nas`` asked; its response_url and the Confirm and Cancel buttons."""
     await add_endpoint(core, "nas")
     url = fake.response_url()
     await fake.push("slash_commands", slash_command("endpoint remove nas", response_url=url))
     await fake.wait_for(lambda: bool(fake.responses_to(url)))
     [question] = fake.responses_to(url)
-    confirm = next(
-        e
-        for b in question["attachments"][0]["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["text"]["text"] == "Confirm"
-    )
+    [actions] = [b for b in question["attachments"][0]["blocks"] if b["type"] == "actions"]
+    confirm, cancel = actions["elements"]
+    assert (confirm["text"]["text"], cancel["text"]["text"]) == ("Confirm", "Cancel")
+    return url, (confirm, cancel)
+
+
+async def test_confirm_button_runs_the_command_and_posts_the_result(
+    socket: SlackAdapter, fake: FakeSlack, core: Core
+) -> None:
+    url, (confirm, _) = await removal_question(fake, core)
 
     await fake.push(
         "interactive",
@@ -452,18 +456,8 @@ async def test_confirm_button_runs_the_command_and_posts_the_result(
 async def test_cancel_takes_the_question_away_and_runs_nothing(
     socket: SlackAdapter, fake: FakeSlack, core: Core
 ) -> None:
-    await add_endpoint(core, "nas")
-    url = fake.response_url()
-    await fake.push("slash_commands", slash_command("endpoint remove nas", response_url=url))
-    await fake.wait_for(lambda: bool(fake.responses_to(url)))
-    [question] = fake.responses_to(url)
-    [cancel] = [
-        e
-        for b in question["attachments"][0]["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if "value" not in e
-    ]
+    url, (_, cancel) = await removal_question(fake, core)
+    assert "value" not in cancel, "Cancel runs nothing"
 
     await fake.push(
         "interactive",

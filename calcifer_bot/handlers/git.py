@@ -149,8 +149,8 @@ async def git_checkout(ctx: Context, name: str, service: str | None) -> Reply:
 )
 async def git_merged(ctx: Context, branch: str, into: str | None, service: str | None) -> Reply:
     found = await repos().is_branch_merged(branch, into, service=service)
-    merged = found.state.value in ("merged", "squash-merged")
-    return Reply(text=f"`{branch}`: {found.detail}.", status=Status.OK if merged else Status.INFO)
+    status = Status.OK if found.merged else Status.INFO
+    return Reply(text=f"`{branch}`: {found.detail}.", status=status)
 
 
 @command(

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from calcifer_bot.changelog import render_entry
 from calcifer_bot.commands import Arg, Context, choice, command, integer
 from calcifer_bot.errors import CalciferError, NotFound, PermissionDenied, UsageError
 from calcifer_bot.handlers.git import SERVICE, author, repos
@@ -227,7 +228,7 @@ async def work_done(ctx: Context, id: int) -> Reply:
     git = repos()
     try:
         merge = await git.is_branch_merged(item.branch, service=item.service)
-        merged, merge_detail = merge.state.value in ("merged", "squash-merged"), merge.detail
+        merged, merge_detail = merge.merged, merge.detail
     except NotFound as exc:
         merged, merge_detail = False, exc.message
     try:
@@ -252,7 +253,7 @@ async def work_done(ctx: Context, id: int) -> Reply:
         status=Status.OK,
         fields=(
             Field("Branch", f"`{item.branch}`: {merge_detail}", inline=False),
-            Field("Changes", "\n".join(_entry_line(e) for e in added), inline=False),
+            Field("Changes", "\n".join(render_entry(e) for e in added), inline=False),
         ),
     )
 
@@ -294,10 +295,6 @@ def _loaded(session: Session, item_id: int) -> WorkItem:
     item = item_by_id(session, item_id)
     _ = item.notes  # loaded while the session is open
     return item
-
-
-def _entry_line(entry: Any) -> str:
-    return f"{entry.section}: {entry.text}"
 
 
 async def commit_doc(ctx: Context, name: str, text: str, item_id: int | None) -> Reply:
