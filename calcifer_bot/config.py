@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -176,6 +178,155 @@ class MonitoringSettings(_Section):
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` messages per ``per``: a destination's own limit."""
+
+    count: int
+    per: timedelta
+
+    def __str__(self) -> str:
+        return f"{self.count}/{format_duration(self.per)}"
+
+
+def parse_rate(value: str) -> Rate | Literal["off"]:
+    """``30/1m`` (30 a minute), ``1/2s``, or ``off``."""
+    if value.strip().lower() == "off":
+        return "off"
+    count, sep, per = value.partition("/")
+    try:
+        rate = Rate(int(count), parse_duration(per.strip() or "x"))
+    except ValueError:
+        rate = None
+    if not sep or rate is None or rate.count < 1:
+        raise ValueError(f"expected COUNT/DURATION such as 30/1m, or off; got {value!r}")
+    return rate
+
+
+def _rate(value: Any) -> Any:
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+CHAT_DESTINATIONS = ("slack", "discord")  # through the bot, not a webhook
+_DESTINATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+MATCH_KEYS = ("endpoint", "service", "group", "tag", "severity", "event")
+SEVERITIES = ("critical", "warning", "info")
+
+
+def _names(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class DestinationSettings(BaseModel):
+    """``[notifications.destinations.NAME]``: type and rate here; the provider checks the rest."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    # None: the service's own limit (the provider's default); "off": no limit.
+    rate: Annotated[Rate | Literal["off"] | None, BeforeValidator(_rate)] = None
+    channel: str | None = None  # for type slack and discord: a channel id
+
+    @model_validator(mode="after")
+    def _check(self) -> DestinationSettings:
+        from integrations.notify import PROVIDERS, provider_class
+
+        extra = dict(self.model_extra or {})
+        if self.type in CHAT_DESTINATIONS:
+            if not self.channel:
+                raise ValueError(f"type {self.type} needs channel = the channel's id")
+            if extra:
+                raise ValueError(f"unknown setting {sorted(extra)[0]!r} for type {self.type}")
+            return self
+        if self.type not in PROVIDERS:
+            known = ", ".join([*PROVIDERS, *CHAT_DESTINATIONS])
+            raise ValueError(f"unknown type {self.type!r}; expected one of {known}")
+        if self.channel is not None:
+            raise ValueError(f"channel is for types slack and discord, not {self.type}")
+        try:
+            provider_class(self.type).Config.model_validate(extra)
+        except ValidationError as exc:
+            raise ValueError(_first_problem(exc)) from None
+        return self
+
+    def provider_config(self) -> Any:
+        """The provider's own settings, validated (they were at load, so this cannot fail)."""
+        from integrations.notify import provider_class
+
+        return provider_class(self.type).Config.model_validate(dict(self.model_extra or {}))
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """A provider's complaint in one line; values are shown only where they are no secret."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting {where!r}"
+    return f"{where}: {message}" if where else message
+
+
+class RouteSettings(_Section):
+    """``[[notifications.routes]]``: what matches goes to every destination in ``to``."""
+
+    # key -> glob patterns; a message matches when every key has a matching value.
+    match: dict[str, Annotated[tuple[str, ...], BeforeValidator(_names)]] = Field(
+        default_factory=dict
+    )
+    to: Annotated[tuple[str, ...], BeforeValidator(_names)]
+
+    @field_validator("match")
+    @classmethod
+    def _check_match(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for key, patterns in value.items():
+            if key not in MATCH_KEYS:
+                raise ValueError(f"cannot match on {key!r}; expected {', '.join(MATCH_KEYS)}")
+            if not patterns:
+                raise ValueError(f"{key}: give at least one value")
+            if key == "severity":
+                for p in patterns:
+                    if p not in SEVERITIES:
+                        raise ValueError(f"severity {p!r}: expected {', '.join(SEVERITIES)}")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _check_to(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one destination")
+        return value
+
+
+class NotificationSettings(_Section):
+    """``[notifications]``: named destinations, the routes to them, and a default."""
+
+    destinations: dict[str, DestinationSettings] = Field(default_factory=dict)
+    routes: tuple[RouteSettings, ...] = ()
+    # Where a message goes when no route matches (besides its chat channel).
+    default: Annotated[tuple[str, ...], BeforeValidator(_names)] = ()
+
+    @field_validator("destinations")
+    @classmethod
+    def _check_names(cls, value: dict[str, DestinationSettings]) -> dict[str, DestinationSettings]:
+        for name in value:
+            if not _DESTINATION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"destination name {name!r}: letters, digits, '.', '-' and '_' only"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_references(self) -> NotificationSettings:
+        named = [("default", n) for n in self.default]
+        named += [(f"routes.{i}.to", n) for i, r in enumerate(self.routes) for n in r.to]
+        for where, name in named:
+            if name not in self.destinations:
+                known = ", ".join(self.destinations) or "none are configured"
+                raise ValueError(f"{where}: no destination named {name!r} ({known})")
+        return self
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -232,7 +383,7 @@ class Settings(_Section):
     git: GitSettings = GitSettings()
     # Validated by the monitoring and notification integrations that own them.
     endpoints: tuple[dict[str, Any], ...] = ()
-    notifications: dict[str, Any] = Field(default_factory=dict)
+    notifications: NotificationSettings = NotificationSettings()
 
     _origins: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
     _interpolated: frozenset[str] = PrivateAttr(default_factory=frozenset)
@@ -261,6 +412,18 @@ class Settings(_Section):
             raise ValueError(f"expected slack:CHANNEL_ID or discord:CHANNEL_ID, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _check_chat_destinations(self) -> Settings:
+        tokens = {"slack": "SLACK_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
+        for name, dest in self.notifications.destinations.items():
+            platform = getattr(self, dest.type, None) if dest.type in CHAT_DESTINATIONS else None
+            if platform is not None and not platform.enabled:
+                raise ValueError(
+                    f"notifications.destinations.{name}: type {dest.type} posts through "
+                    f"the bot, and {tokens[dest.type]} is not set"
+                )
+        return self
+
     def origin(self, *key: str) -> str:
         """Where a value came from: an environment variable, the file, or the default."""
         return self._origins.get(key, "default")
@@ -271,17 +434,29 @@ class Settings(_Section):
         password = make_url(self.database_url).password
         if password:
             found.add(str(password))
-        for section in (self.slack, self.discord):
+        sections: list[Any] = [self.slack, self.discord]
+        sections += [
+            d.provider_config()
+            for d in self.notifications.destinations.values()
+            if d.type not in CHAT_DESTINATIONS
+        ]
+        for section in sections:
             for value in section.__dict__.values():
-                if isinstance(value, SecretStr) and value.get_secret_value():
-                    found.add(value.get_secret_value())
+                for item in value.values() if isinstance(value, dict) else [value]:
+                    if isinstance(item, SecretStr) and item.get_secret_value():
+                        found.add(item.get_secret_value())
         return found
 
     def describe(self) -> Iterator[tuple[str, str, str]]:
         """(key, shown value, origin) for every scalar setting; secrets masked."""
         for name, value in self.__dict__.items():
-            if name in ("endpoints", "notifications"):
+            if name == "endpoints":
                 yield name, f"{len(value)} entries", self.origin(name)
+            elif name == "notifications":
+                names = ", ".join(value.destinations) or "none"
+                yield f"{name}.destinations", names, self.origin(name, "destinations")
+                yield f"{name}.routes", f"{len(value.routes)} routes", self.origin(name, "routes")
+                yield f"{name}.default", _show(value.default), self.origin(name, "default")
             elif isinstance(value, _Section):
                 for sub, subvalue in value.__dict__.items():
                     yield f"{name}.{sub}", _show(subvalue), self.origin(name, sub)
@@ -422,10 +597,13 @@ def _set(data: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
 
 def _explain(err: Any, origins: dict[tuple[str, ...], str], secrets: set[str]) -> str:
     loc = tuple(str(part) for part in err["loc"])
-    where = next(
-        (origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins),
-        ".".join(loc) or "configuration",
-    )
+    found = next((n for n in range(len(loc), 0, -1) if loc[:n] in origins), 0)
+    if not found:
+        where = ".".join(loc) or "configuration"
+    else:
+        where = origins[loc[:found]]
+        if where.endswith(".".join(loc[:found])):  # from the file: name the rest of the path too
+            where = ".".join([where, *loc[found:]])
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown setting {'.'.join(loc)!r}"
     message = str(err["msg"]).removeprefix("Value error, ")
@@ -435,6 +613,7 @@ def _explain(err: Any, origins: dict[tuple[str, ...], str], secrets: set[str]) -
     secret = (
         bool(hidden)
         or loc[:1] == ("database_url",)
+        or loc[:1] == ("notifications",)  # webhook URLs and passwords
         or any(part in ("bot_token", "signing_secret", "app_token") for part in loc)
     )
     shown = repr(err["input"])

@@ -27,6 +27,7 @@ from calcifer_bot.outbox import Outbox
 from calcifer_bot.parser import quote, tokenize
 from calcifer_bot.reply import Button, Command, Field, Reply, Status, Visibility
 from calcifer_bot.roles import Resolved, Role, resolve
+from calcifer_bot.routing import Routes
 from calcifer_bot.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,10 @@ class Core:
         self._secrets = sorted(settings.secret_values(), key=len, reverse=True)
         self._wakes: list[asyncio.Event] = []
         self.outbox = Outbox(db, clock)
-        self.engine = Engine(settings, db, clock, on_enqueue=self._wake_deliverers)
+        self.routes = Routes.from_settings(settings.notifications)
+        self.engine = Engine(
+            settings, db, clock, on_enqueue=self.wake_deliverers, routes=self.routes
+        )
         self.scheduler = Scheduler(self.engine, clock)
 
     def outbox_wake(self) -> asyncio.Event:
@@ -81,7 +85,7 @@ class Core:
         self._wakes.append(event)
         return event
 
-    def _wake_deliverers(self) -> None:
+    def wake_deliverers(self) -> None:
         for event in self._wakes:
             event.set()
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from calcifer_bot.errors import ConfigError, UsageError
@@ -22,6 +23,10 @@ from integrations.monitoring import parse_target
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 CHANNEL_PLATFORMS = ("slack", "discord", "console")
+SEVERITIES = ("critical", "warning", "info")
+MAX_TAGS = 20
+_TAG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,49}")
+_TAG_CHAR = re.compile(r"[a-z0-9_.-]")
 
 
 @dataclass(slots=True)
@@ -47,6 +52,8 @@ class Definition:
     quorum: int | None = None
     depends_on: str | None = None
     remind: timedelta | None = None
+    tags: tuple[str, ...] = ()
+    severity: str = "critical"
 
 
 def check_name(name: str) -> str:
@@ -56,6 +63,55 @@ def check_name(name: str) -> str:
             "letters, digits, '.', '-' and '_' (at most 100)"
         )
     return name
+
+
+def check_tag(raw: str) -> str:
+    """One tag, lowercased; ValueError says what is wrong with it."""
+    tag = raw.strip().lower()
+    if _TAG.fullmatch(tag):
+        return tag
+    if not tag:
+        raise ValueError("a tag cannot be empty")
+    if len(tag) > 50:
+        raise ValueError(f"{raw!r} is longer than 50 characters")
+    if not _TAG_CHAR.fullmatch(tag[0]) or tag[0] in "_.-":
+        raise ValueError(f"{raw!r} must start with a letter a-z or a digit")
+    bad = next(c for c in tag if not _TAG_CHAR.fullmatch(c))
+    raise ValueError(f"{raw!r} contains {bad!r}; use only a-z, 0-9, '.', '-' and '_'")
+
+
+def split_tags(text: str) -> tuple[str, ...]:
+    """``web, prod`` as typed after ``--tags``; blanks (a trailing comma) are dropped."""
+    return tuple(part for part in text.split(",") if part.strip())
+
+
+def check_tags(raw: Iterable[str]) -> tuple[str, ...]:
+    """Valid, lowercased tags with duplicates dropped, in the order given."""
+    tags: dict[str, None] = {}  # a dict keeps the first occurrence's position
+    for item in raw:
+        try:
+            tags[check_tag(item)] = None
+        except ValueError as exc:
+            raise UsageError(f"--tags: {exc}") from None
+    if len(tags) > MAX_TAGS:
+        raise UsageError(f"--tags: at most {MAX_TAGS} tags, got {len(tags)}")
+    return tuple(tags)
+
+
+def check_severity(raw: object) -> str:
+    severity = raw.strip().lower() if isinstance(raw, str) else raw
+    if severity not in SEVERITIES:
+        raise UsageError(f"--severity must be one of {', '.join(SEVERITIES)}, not {raw!r}")
+    return str(severity)
+
+
+def has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
+    """A WHERE clause: the endpoint carries ``tag``. Exact, unlike LIKE on the JSON text."""
+    if dialect == "postgresql":
+        elements = func.json_array_elements_text(Endpoint.tags).table_valued("value")
+    else:
+        elements = func.json_each(Endpoint.tags).table_valued("value")
+    return exists(select(1).select_from(elements).where(elements.c.value == tag))
 
 
 def qualify_channel(channel: str, platform: str) -> str:
@@ -97,6 +153,8 @@ def build(
         raise UsageError("--quorum needs --group and a count of 1 or more")
     if d.remind is not None and d.remind < timedelta(minutes=5):
         raise UsageError("--remind must be at least 5m")
+    tags = check_tags(d.tags)
+    severity = check_severity(d.severity)
     target = parse_target(
         d.type,
         d.target,
@@ -129,6 +187,8 @@ def build(
         channel=d.channel,
         service=d.service,
         group_name=d.group,
+        tags=list(tags),
+        severity=severity,
         parent_id=parent_id,
         push_token=secrets.token_urlsafe(18) if target.kind == "push" else None,
         source=source,
@@ -174,6 +234,8 @@ def definitions_from_config(entries: tuple[dict[str, Any], ...]) -> list[Definit
                     )
                 except (ValueError, TypeError) as exc:
                     raise ConfigError(f"{where}: {key}: {exc}") from None
+            if attr == "tags":
+                value = _config_tags(value, where)
             values[attr] = value
         for required in ("name", "type"):
             if required not in values:
@@ -184,6 +246,14 @@ def definitions_from_config(entries: tuple[dict[str, Any], ...]) -> list[Definit
         out.append(Definition(**values))
     _check_cycles(out)
     return out
+
+
+def _config_tags(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return split_tags(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: tags: expected a list of strings or a comma-separated string")
 
 
 def _check_cycles(defs: list[Definition]) -> None:

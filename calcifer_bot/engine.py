@@ -30,9 +30,10 @@ from calcifer_bot.models import (
     Incident,
     MaintenanceWindow,
 )
-from calcifer_bot.outbox import OUTBOX_TOUCHED, enqueue, unique_key
+from calcifer_bot.outbox import OUTBOX_TOUCHED, Op, publish, unique_key
 from calcifer_bot.parser import format_duration
 from calcifer_bot.reply import Reply, Status
+from calcifer_bot.routing import Routes, endpoint_labels
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,10 @@ class Engine:
         db: Database,
         clock: Callable[[], datetime],
         on_enqueue: Callable[[], None] = lambda: None,
+        routes: Routes | None = None,
     ) -> None:
         self.settings = settings
+        self.routes = routes or Routes()
         self.policy = settings.monitoring
         self.db = db
         self.clock = clock
@@ -587,9 +590,13 @@ class Engine:
     # -- messages -----------------------------------------------------------
 
     def destination(self, ep: Endpoint) -> str:
-        return ep.channel or self.settings.alert_channel or "console"
+        """The chat channel an endpoint alerts to; alerts to one channel are grouped."""
+        return self.channel(ep) or "console"
 
-    def _where(self, session: Session, ref: str, ep: Endpoint) -> str:
+    def channel(self, ep: Endpoint) -> str | None:
+        return ep.channel or self.settings.alert_channel
+
+    def _where(self, session: Session, ref: str, ep: Endpoint) -> str | None:
         """Edits and thread replies go where the message was posted: its first incident's channel.
 
         A folded child or a group member may alert to another channel than
@@ -599,8 +606,34 @@ class Engine:
         if kind in ("alert", "group"):
             lead = session.get(Incident, int(rest.rsplit(":", 1)[-1]))
             if lead is not None:
-                return self.destination(lead.endpoint)
-        return self.destination(ep)
+                return self.channel(lead.endpoint)
+        return self.channel(ep)
+
+    def _publish(
+        self,
+        session: Session,
+        ep: Endpoint,
+        event: str,
+        reply: Reply,
+        now: datetime,
+        *,
+        key: str,
+        channel: str | None,
+        op: Op = "post",
+        ref: str | None = None,
+    ) -> None:
+        labels = endpoint_labels(ep, event)
+        publish(
+            session,
+            self.routes,
+            labels,
+            channel=channel,
+            key=key,
+            reply=reply,
+            now=now,
+            op=op,
+            ref=ref,
+        )
 
     def _post(
         self,
@@ -616,28 +649,21 @@ class Engine:
         if reply is None:
             session.flush()
             reply = alerts.render(session, ref, now)
-        enqueue(
-            session,
-            key=key,
-            destination=self.destination(ep),
-            kind=kind,
-            reply=reply,
-            now=now,
-            ref=ref,
-        )
+        self._publish(session, ep, kind, reply, now, key=key, channel=self.channel(ep), ref=ref)
 
     def _update(self, session: Session, ep: Endpoint, ref: str, now: datetime) -> None:
         session.flush()
         self._edit(session, ep, ref, alerts.render(session, ref, now), now)
 
     def _edit(self, session: Session, ep: Endpoint, ref: str, reply: Reply, now: datetime) -> None:
-        enqueue(
+        self._publish(
             session,
+            ep,
+            "update",
+            reply,
+            now,
             key=unique_key(f"update:{ref}"),
-            destination=self._where(session, ref, ep),
-            kind="update",
-            reply=reply,
-            now=now,
+            channel=self._where(session, ref, ep),
             op="update",
             ref=ref,
         )
@@ -653,26 +679,12 @@ class Engine:
         *,
         key: str,
     ) -> None:
-        enqueue(
-            session,
-            key=key,
-            destination=self._where(session, ref, ep),
-            kind=kind,
-            reply=reply,
-            now=now,
-            op="reply",
-            ref=ref,
-        )
+        channel = self._where(session, ref, ep)
+        self._publish(session, ep, kind, reply, now, key=key, channel=channel, op="reply", ref=ref)
 
     def _info(self, session: Session, ep: Endpoint, text: str, now: datetime, *, key: str) -> None:
-        enqueue(
-            session,
-            key=key,
-            destination=self.destination(ep),
-            kind="info",
-            reply=Reply(text, status=Status.INFO),
-            now=now,
-        )
+        reply = Reply(text, status=Status.INFO)
+        self._publish(session, ep, "info", reply, now, key=key, channel=self.channel(ep))
 
     async def _write(self, fn: Callable[[Session], T]) -> T:
         def run(session: Session) -> tuple[T, bool]:

@@ -35,9 +35,19 @@ class NotFound(CalciferError):
 
 
 class IntegrationError(CalciferError):
-    """An external system failed; ``permanent=False`` when a retry may help."""
+    """An external system failed; ``permanent=False`` when a retry may help.
+
+    ``retry_after`` is how long the service asked us to wait (a 429's
+    Retry-After), in seconds: the outbox waits that long instead of backing off.
+    """
 
     permanent = False
+
+    def __init__(
+        self, message: str, *, permanent: bool | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, permanent=permanent)
+        self.retry_after = retry_after
 
 
 class ConfigError(CalciferError):

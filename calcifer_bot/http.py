@@ -122,14 +122,25 @@ class Response:
 
 
 class HTTPStatusError(IntegrationError):
-    """The server answered with 4xx or 5xx; ``retry_after_s`` from a 429/503 when given."""
+    """The server answered with 4xx or 5xx; ``retry_after`` from a 429/503 when given.
+
+    ``body`` is the answer's body, for callers that read a service's own error
+    (Discord's JSON ``code`` and ``retry_after``); it is never part of the message
+    beyond its first line.
+    """
 
     def __init__(
-        self, message: str, *, status: int, permanent: bool, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        status: int,
+        permanent: bool,
+        retry_after: float | None = None,
+        body: bytes = b"",
     ) -> None:
-        super().__init__(message, permanent=permanent)
+        super().__init__(message, permanent=permanent, retry_after=retry_after)
         self.status = status
-        self.retry_after_s = retry_after_s
+        self.body = body
 
 
 async def request(
@@ -192,7 +203,8 @@ def _status_error(
         message,
         status=status,
         permanent=permanent,
-        retry_after_s=_retry_after(headers.get("Retry-After")),
+        retry_after=_retry_after(headers.get("Retry-After")),
+        body=body,
     )
 
 

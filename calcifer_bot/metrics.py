@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from calcifer_bot.core import Core
 from calcifer_bot.models import Endpoint, Incident
-from calcifer_bot.outbox import queue_counts
+from calcifer_bot.outbox import Backlog, backlog
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -31,7 +31,7 @@ class _Row:
     checked_at: float | None
 
 
-def _read(session: Session) -> tuple[list[_Row], int, dict[str, int]]:
+def _read(session: Session) -> tuple[list[_Row], int, dict[str, Backlog]]:
     rows = [
         _Row(name, kind, state, latency, checked.timestamp() if checked else None)
         for name, kind, state, latency, checked in session.execute(
@@ -47,7 +47,7 @@ def _read(session: Session) -> tuple[list[_Row], int, dict[str, int]]:
     incidents = session.scalar(
         select(func.count()).select_from(Incident).where(Incident.resolved_at.is_(None))
     )
-    return rows, incidents or 0, queue_counts(session)
+    return rows, incidents or 0, backlog(session)
 
 
 class _Snapshot(Collector):
@@ -91,8 +91,19 @@ async def render(core: Core) -> bytes:
     outbox = GaugeMetricFamily(
         "calcifer_outbox_messages", "Messages waiting for delivery, or given up", labels=["status"]
     )
-    for status in ("pending", "dead"):
-        outbox.add_metric([status], queue.get(status, 0))
+    outbox.add_metric(["pending"], sum(b.pending for b in queue.values()))
+    outbox.add_metric(["dead"], sum(b.dead for b in queue.values()))
+    # Per destination, so an alert rule can say which webhook or channel is stuck.
+    per_destination = GaugeMetricFamily(
+        "calcifer_outbox_destination_messages",
+        "Messages waiting for delivery, or given up, by destination",
+        labels=["destination", "status"],
+    )
+    for b in queue.values():
+        per_destination.add_metric([b.destination, "pending"], b.pending)
+        per_destination.add_metric([b.destination, "dead"], b.dead)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot([up, latency, checked, checks, open_incidents, outbox]))
+    registry.register(
+        _Snapshot([up, latency, checked, checks, open_incidents, outbox, per_destination])
+    )
     return generate_latest(registry)

@@ -76,6 +76,9 @@ class Endpoint(Base):
     channel: Mapped[str | None] = mapped_column(String(200))
     service: Mapped[str | None] = mapped_column(String(100), index=True)
     group_name: Mapped[str | None] = mapped_column(String(100), index=True)
+    # Labels for notification routing, lowercased and unique (endpoints.check_tags).
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    severity: Mapped[str] = mapped_column(String(16), default="critical")  # warning | info
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id", ondelete="SET NULL"))
     push_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     source: Mapped[str] = mapped_column(String(16), default="chat")  # chat | config

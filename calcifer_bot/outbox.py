@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -32,6 +32,9 @@ from calcifer_bot.db import Database
 from calcifer_bot.errors import CalciferError
 from calcifer_bot.models import AlertMessage, OutboxMessage
 from calcifer_bot.reply import MessageRef, Reply
+
+if TYPE_CHECKING:
+    from calcifer_bot.routing import Labels, Routes
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Delivery:
     # An earlier attempt may have reached the platform (it failed, or its worker
     # died mid-send): a deliverer that can look should check before posting again.
     retried: bool = False
+    key: str = ""  # the idempotency key: the same on every attempt
+    labels: dict[str, Any] | None = None  # what routing matched on (routing.Labels)
 
     @property
     def platform(self) -> str:
@@ -75,11 +80,14 @@ def enqueue(
     now: datetime,
     op: Op = "post",
     ref: str | None = None,
+    labels: Labels | None = None,
 ) -> bool:
     """Add a message unless one with this idempotency key exists; True if added."""
     if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
         return False
-    payload = {"op": op, "ref": ref, "reply": reply.to_dict()}
+    payload: dict[str, Any] = {"op": op, "ref": ref, "reply": reply.to_dict()}
+    if labels is not None:
+        payload["labels"] = labels.to_dict()
     session.add(
         OutboxMessage(
             dedupe_key=key,
@@ -94,14 +102,81 @@ def enqueue(
     return True
 
 
-def queue_counts(session: Session) -> dict[str, int]:
-    """Messages not sent yet, by status: pending, dead."""
-    rows = session.execute(
-        select(OutboxMessage.status, func.count())
+def publish(
+    session: Session,
+    routes: Routes,
+    labels: Labels,
+    *,
+    channel: str | None,
+    key: str,
+    reply: Reply,
+    now: datetime,
+    op: Op = "post",
+    ref: str | None = None,
+    fallback: str | None = "console",
+) -> None:
+    """Enqueue a message for its chat ``channel`` and every destination the routes pick.
+
+    Each destination gets a row of its own, so one that is down delays only
+    itself. Without a channel and without a route the message goes to
+    ``fallback`` (alerts: the console, as they always did); with routes it
+    goes only where they say.
+    """
+    routed = routes.destinations(labels, op)
+    main = channel or (None if routed else fallback)
+    targets = [main] if main else []
+    targets += [d for d in routed if d != main]
+    for destination in targets:
+        enqueue(
+            session,
+            key=key if destination == main else f"{key}@{destination}",
+            destination=destination,
+            kind=labels.event,
+            reply=reply,
+            now=now,
+            op=op,
+            ref=ref,
+            labels=labels,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """One destination's unsent messages."""
+
+    destination: str
+    pending: int
+    dead: int
+    last_error: str | None  # of its newest dead message
+
+
+def backlog(session: Session) -> dict[str, Backlog]:
+    """Unsent messages by destination, for `status` and `notify routes`."""
+    counts: dict[str, dict[str, int]] = {}
+    for destination, status, count in session.execute(
+        select(OutboxMessage.destination, OutboxMessage.status, func.count())
         .where(OutboxMessage.status != "sent")
-        .group_by(OutboxMessage.status)
-    )
-    return {status: count for status, count in rows}
+        .group_by(OutboxMessage.destination, OutboxMessage.status)
+    ):
+        counts.setdefault(destination, {})[status] = count
+    out = {}
+    for destination, by_status in sorted(counts.items()):
+        last = None
+        if by_status.get("dead"):
+            last = session.scalar(
+                select(OutboxMessage.last_error)
+                .where(OutboxMessage.destination == destination, OutboxMessage.status == "dead")
+                .order_by(OutboxMessage.id.desc())
+                .limit(1)
+            )
+        out[destination] = Backlog(
+            destination, by_status.get("pending", 0), by_status.get("dead", 0), last
+        )
+    return out
+
+
+def last_error(b: Backlog) -> str:
+    return f" (last: {b.last_error})" if b.last_error else ""
 
 
 def unique_key(prefix: str) -> str:
@@ -188,26 +263,58 @@ class Outbox:
         *,
         permanent: bool = False,
         retry_after: float | None = None,
-    ) -> None:
+    ) -> datetime | None:
+        """Count a failed attempt; returns when the message is tried again (None: dead)."""
         now = self.clock()
 
-        def mark(session: Session) -> None:
+        def mark(session: Session) -> datetime | None:
             row = session.get(OutboxMessage, delivery.id)
             if row is None:
-                return
+                return None
             row.attempts += 1
             row.last_error, row.leased_until, row.leased_by = error[:1000], None, None
             if permanent or row.attempts >= MAX_ATTEMPTS:
                 row.status = "dead"
                 log.error("giving up on message %d to %s: %s", row.id, row.destination, error)
-                return
+                return None
             # Exponential backoff with jitter, unless the service said how long to wait.
             backoff = retry_after or min(5 * 2 ** (row.attempts - 1), 3600) * random.uniform(
                 0.8, 1.2
             )
             row.available_at = now + timedelta(seconds=backoff)
+            return row.available_at
 
-        await self.db.write(mark)
+        return await self.db.write(mark)
+
+    async def postpone(self, deliveries: Sequence[Delivery], until: datetime) -> None:
+        """Give leased messages back, due at ``until``; no attempt is counted."""
+        ids = [d.id for d in deliveries]
+        if not ids:
+            return
+
+        def free(session: Session) -> None:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
+                .values(available_at=until, leased_until=None, leased_by=None)
+            )
+
+        await self.db.write(free)
+
+    async def retry_dead(self, destinations: Sequence[str]) -> int:
+        """Dead messages for these destinations (prefixes, as in ``claim``) are tried afresh."""
+        now = self.clock()
+
+        def revive(session: Session) -> int:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.status == "dead", _matches(destinations))
+                .values(status="pending", attempts=0, available_at=now, last_error=None)
+            )
+            session.info[OUTBOX_TOUCHED] = True
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        return await self.db.write(revive)
 
     async def pending(self, prefixes: Sequence[str] = ("",)) -> int:
         def count(session: Session) -> int:
@@ -249,6 +356,8 @@ def _delivery(session: Session, row: OutboxMessage) -> Delivery | None:
         attempts=row.attempts,
         # A lease that was never closed (sent, failed, released) ended in a crash.
         retried=row.attempts > 0 or row.leased_by is not None,
+        key=row.dedupe_key,
+        labels=payload.get("labels"),
     )
     if op == "post" or ref is None:
         return delivery
@@ -282,21 +391,58 @@ def _delivery(session: Session, row: OutboxMessage) -> Delivery | None:
 Deliver = Callable[[Delivery], Awaitable[MessageRef | None]]
 
 
-async def deliver_pending(outbox: Outbox, deliver: Deliver, prefixes: Sequence[str]) -> int:
-    """One pass: send what is due, one destination after another in order. Returns the count."""
-    done = 0
+class Postpone(Exception):
+    """Raised by a deliverer that did not try (its own rate limit): due again in ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"postponed by {seconds:.1f} s")
+        self.seconds = seconds
+
+
+async def deliver_pending(
+    outbox: Outbox,
+    deliver: Deliver,
+    prefixes: Sequence[str],
+    *,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """One pass: send what is due. Returns the count sent.
+
+    Destinations are served side by side, each in order: a webhook that takes
+    its time delays only its own messages. When a destination fails for now
+    (or asks us to wait), the rest of its batch waits as long, untried.
+    ``stop`` ends the pass after the messages being sent (a graceful shutdown
+    never cuts a send in half: that is what would send it twice).
+    """
+    queues: dict[str, list[Delivery]] = {}
     for delivery in await outbox.claim(prefixes):
-        try:
-            posted = await deliver(delivery)
-        except CalciferError as exc:
-            retry_after = getattr(exc, "retry_after", None)
-            await outbox.failed(
-                delivery, exc.message, permanent=exc.permanent, retry_after=retry_after
-            )
-            continue
-        await outbox.sent(delivery, posted)
-        done += 1
-    return done
+        queues.setdefault(delivery.destination, []).append(delivery)
+
+    async def serve(queue: list[Delivery]) -> int:
+        done = 0
+        for n, delivery in enumerate(queue):
+            if stop is not None and stop.is_set():
+                await outbox.postpone(queue[n:], outbox.clock())
+                break
+            try:
+                posted = await deliver(delivery)
+            except Postpone as wait:
+                await outbox.postpone(queue[n:], outbox.clock() + timedelta(seconds=wait.seconds))
+                break
+            except CalciferError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                again = await outbox.failed(
+                    delivery, exc.message, permanent=exc.permanent, retry_after=retry_after
+                )
+                if not exc.permanent and again is not None:
+                    await outbox.postpone(queue[n + 1 :], again)
+                    break
+                continue
+            await outbox.sent(delivery, posted)
+            done += 1
+        return done
+
+    return sum(await asyncio.gather(*(serve(q) for q in queues.values())))
 
 
 async def run_deliveries(
@@ -305,13 +451,15 @@ async def run_deliveries(
     prefixes: Sequence[str],
     *,
     wake: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
     idle: float = 2.0,
 ) -> None:
-    """Deliver until cancelled; ``wake`` cuts the wait short when something was enqueued."""
+    """Deliver until ``stop`` is set (or cancelled); ``wake`` cuts the wait short."""
     wake = wake or asyncio.Event()
-    while True:
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
         try:
-            await deliver_pending(outbox, deliver, prefixes)
+            await deliver_pending(outbox, deliver, prefixes, stop=stop)
         except Exception:  # a broken database must not end delivery for good
             log.exception("outbox delivery pass failed")
         wake.clear()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,9 +27,12 @@ from calcifer_bot.db import Database
 from calcifer_bot.endpoints import definitions_from_config, sync_from_config
 from calcifer_bot.errors import CalciferError
 from calcifer_bot.outbox import Deliver, run_deliveries
+from calcifer_bot.routing import NOTIFY
 from calcifer_bot.web import build_app
+from integrations.notifications import NotificationsIntegration
 
 log = logging.getLogger(__name__)
+DRAIN_SECONDS = 10.0  # how long shutdown waits for messages being sent
 
 
 def history_file() -> Path:
@@ -50,6 +53,8 @@ async def open_core(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[
         raise CalciferError(f"cannot open the database {where}: {reason}") from None
     integrations.configure(settings)
     try:
+        # Built now, not on first use: a destination Apprise refuses is fatal at start.
+        integrations.get("notifications")
         yield Core(settings, db, clock=clock)
     finally:
         await integrations.close_all()
@@ -91,11 +96,18 @@ async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
     log.info("monitoring %d endpoints", count)
     waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     background: list[asyncio.Task[Any]] = []
+    stop_delivering = asyncio.Event()
 
     def deliver_to(deliver: Deliver, platform: str) -> None:
         background.append(
             asyncio.create_task(
-                run_deliveries(core.outbox, deliver, (platform,), wake=core.outbox_wake())
+                run_deliveries(
+                    core.outbox,
+                    deliver,
+                    (platform,),
+                    wake=core.outbox_wake(),
+                    stop=stop_delivering,
+                )
             )
         )
 
@@ -115,9 +127,18 @@ async def _serve(core: Core, settings: Settings, terminal: bool) -> None:
             deliver_to(console.deliver, "console")
         elif not chats:
             log.info("no chat credentials and stdin is not a terminal: running without chat")
+        notifier = cast(NotificationsIntegration, integrations.get("notifications"))
+        if notifier.configured:
+            deliver_to(lambda d: notifier.deliver(d, core.clock()), NOTIFY)
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
     finally:
+        # Sends under way finish (cutting one off is how a message goes out twice);
+        # whatever is still waiting stays in the outbox for the next start.
+        stop_delivering.set()
+        core.wake_deliverers()
+        if background:
+            await asyncio.wait(background, timeout=DRAIN_SECONDS)
         for task in waits + background:
             task.cancel()
         await asyncio.gather(*waits, *background, return_exceptions=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "git_manager": "integrations.git:GitIntegration",
     "monitoring": "integrations.monitoring:MonitoringIntegration",
+    "notifications": "integrations.notifications:NotificationsIntegration",
 }
 
 _settings: Settings | None = None

@@ -1365,6 +1365,10 @@ def generate_endpoint_documentation(endpoint: Any) -> str:
     for label, attr in (("Service", "service"), ("Group", "group_name"), ("Channel", "channel")):
         if get(attr):
             lines.append(f"| {label} | {get(attr)} |")
+    if get("tags"):
+        lines.append(f"| Tags | {', '.join(f'`{t}`' for t in get('tags'))} |")
+    if get("severity"):
+        lines.append(f"| Severity | {get('severity')} |")
 
     lines += ["", "## When it alerts", ""]
     checks = _plural(failures, "consecutive failed check")

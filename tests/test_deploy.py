@@ -12,22 +12,29 @@ from calcifer_bot.roles import Role
 from tests.conftest import FakeClock
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
+# The secrets the example's notification destinations take from the environment.
+SECRETS = {
+    "OPS_DISCORD_WEBHOOK": "https://discord.com/api/webhooks/1/token",
+    "SMTP_PASSWORD": "example-password",
+}
 
 
 def test_example_configuration_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(DEPLOY / "calcifer.example.toml", environ={})
+    settings = load_settings(DEPLOY / "calcifer.example.toml", environ=SECRETS)
     assert settings.alert_channel == "slack:C0123ALERTS"
     assert "discord-role:987654321098765432" in settings.operators
     assert settings.default_role is Role.VIEWER
     assert settings.origin("http", "port") == "calcifer.example.toml: http.port"
+    assert list(settings.notifications.destinations) == ["ops-discord", "oncall-mail"]
+    assert set(SECRETS.values()) <= settings.secret_values()
 
 
 async def test_example_endpoints_sync_into_the_database(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Database, clock: FakeClock
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(DEPLOY / "calcifer.example.toml", environ={})
+    settings = load_settings(DEPLOY / "calcifer.example.toml", environ=SECRETS)
     defs = definitions_from_config(settings.endpoints)
 
     changes = await database.write(lambda s: sync_from_config(s, defs, clock()))

@@ -237,7 +237,7 @@ async def test_the_command_option_suggests_what_the_user_may_run(
     [shown] = [
         c["name"] for c in viewer.callback["data"]["choices"] if c["value"] == "endpoint list"
     ]
-    assert shown == "endpoint list [--down]", "the usage line is what the user reads"
+    assert shown == "endpoint list [--down] [--tag TAG]", "the usage line is what the user reads"
 
 
 async def test_a_slow_command_discord_gave_up_on_is_not_run(

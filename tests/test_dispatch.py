@@ -207,8 +207,12 @@ async def test_status_warns_of_undeliverable_messages(bot: ChatBot, clock: FakeC
     await bot.core.db.write(seed)
     reply = await bot.say("status")
     shown = {f.name: f.value for f in reply.fields}
-    assert (reply.status, reply.text) == (Status.WARNING, "2 messages could not be delivered.")
-    assert (shown["Queued messages"], shown["Undeliverable messages"]) == ("1", "2")
+    assert (reply.status, reply.text) == (
+        Status.WARNING,
+        "2 messages could not be delivered; `notify retry` tries them again.",
+    )
+    assert shown["Queued messages"] == "1"
+    assert shown["Undeliverable messages"] == "`slack:C1`: 2"
 
 
 TEXT = st.one_of(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+import integrations
 from calcifer_bot.db import Database
 from calcifer_bot.endpoints import Definition, build
 from calcifer_bot.engine import Engine, Observation
@@ -24,7 +25,9 @@ from tests.conftest import FakeClock, make_settings
 
 def engine_for(database: Database, clock: FakeClock, **env: str) -> Engine:
     url = database.url.render_as_string(hide_password=False)
-    return Engine(make_settings(url, **env), database, clock)
+    settings = make_settings(url, **env)
+    integrations.configure(settings)  # the git context provider asks git_manager
+    return Engine(settings, database, clock)
 
 
 async def add(database: Database, clock: FakeClock, **fields: Any) -> int:

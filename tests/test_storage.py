@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 from calcifer_bot.aio import blocking
-from calcifer_bot.db import Database, normalize_url
+from calcifer_bot.db import Database, alembic_config, normalize_url
 from calcifer_bot.models import (
     AuditEntry,
     Base,
@@ -98,6 +98,55 @@ def test_upgrading_again_is_harmless_and_keeps_data(fresh: Database) -> None:
 
 def test_migrated_schema_matches_the_models(database: Database) -> None:
     with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def downgrade(db: Database, revision: str) -> None:
+    from alembic import command
+
+    with db.engine.begin() as connection:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+
+def test_endpoints_from_before_0004_get_no_tags_critical_and_keep_their_history(
+    fresh: Database,
+) -> None:
+    fresh.upgrade("0003")
+    with fresh.engine.begin() as connection:  # the 0003 schema: no ORM, plain SQL
+        connection.execute(
+            text(
+                "INSERT INTO endpoints (name, kind, target, interval_s, timeout_s, failures, "
+                "successes, options, source, state, fail_streak, ok_streak, created_at, "
+                "updated_at) VALUES ('nas', 'tcp', '127.0.0.1', 60, 5, 3, 2, '{}', 'chat', "
+                "'up', 0, 0, '2026-12-03 12:00:00.000000', '2026-12-03 12:00:00.000000')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO check_results (endpoint_id, checked_at, ok) "
+                "SELECT id, '2026-12-03 12:00:00.000000', true FROM endpoints"
+            )
+        )
+
+    fresh.upgrade()
+
+    with Session(fresh.engine) as session:
+        nas = session.scalars(select(Endpoint)).one()
+        assert (nas.name, nas.tags, nas.severity) == ("nas", [], "critical")
+        assert count(CheckResult)(session) == 1
+
+    # Down and up again: the columns go and come back; the row and its history stay.
+    downgrade(fresh, "0003")
+    columns = {c["name"] for c in inspect(fresh.engine).get_columns("endpoints")}
+    assert {"tags", "severity"}.isdisjoint(columns)
+    with fresh.engine.connect() as connection:
+        assert connection.execute(text("SELECT name FROM endpoints")).scalars().all() == ["nas"]
+        assert connection.execute(text("SELECT count(*) FROM check_results")).scalar() == 1
+    fresh.upgrade()
+    with fresh.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
 

@@ -107,8 +107,12 @@ async def test_the_whole_work_item_flow_from_new_to_done(
     assert [(e.section, e.text, e.work_item_id) for e in entries] == [
         ("Added", "NAS backups to S3, nightly.", 1)
     ]
-    [announced] = await core.db.read(lambda s: list(s.scalars(select(OutboxMessage))))
-    assert announced.destination == "console" and announced.kind == "work"
+    opened, announced = await core.db.read(
+        lambda s: list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    )
+    assert opened.destination == "console" and opened.kind == "work-new"
+    assert "New work item 1: NAS backups to S3" in str(opened.payload)
+    assert announced.destination == "console" and announced.kind == "work-done"
     assert "Done: NAS backups to S3" in str(announced.payload)
 
     listed = await run(console, "work list")

@@ -1,3 +1,3 @@
 """Built-in command handlers; importing this package registers them."""
 
-from calcifer_bot.handlers import basics, git, monitoring, work  # noqa: F401
+from calcifer_bot.handlers import basics, git, monitoring, notify, work  # noqa: F401

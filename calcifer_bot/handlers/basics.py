@@ -14,7 +14,7 @@ from calcifer_bot import __version__
 from calcifer_bot.commands import Arg, Context, Spec, command, integer
 from calcifer_bot.errors import UsageError
 from calcifer_bot.models import AuditEntry, RoleGrant
-from calcifer_bot.outbox import queue_counts
+from calcifer_bot.outbox import backlog, last_error
 from calcifer_bot.parser import counted, format_duration
 from calcifer_bot.reply import Field, Reply, Status, Visibility
 from calcifer_bot.roles import Role, check_identity
@@ -103,13 +103,20 @@ async def status(ctx: Context) -> Reply:
 
 @status_section
 async def _outbox(ctx: Context) -> Section:
-    queue = await ctx.db.read(queue_counts)
-    dead = queue.get("dead", 0)
-    section = Section([Field("Queued messages", str(queue.get("pending", 0)))])
+    queue = await ctx.db.read(backlog)
+    pending = sum(b.pending for b in queue.values())
+    section = Section([Field("Queued messages", str(pending))])
+    dead = [b for b in queue.values() if b.dead]
     if dead:
-        section.fields.append(Field("Undeliverable messages", str(dead)))
+        lines = [f"`{b.destination}`: {b.dead}{last_error(b)}" for b in dead[:10]]
+        section.fields.append(Field("Undeliverable messages", "\n".join(lines), inline=False))
+        total = sum(b.dead for b in dead)
         section.problems.append(
-            (Status.WARNING, f"{counted(dead, 'message')} could not be delivered.")
+            (
+                Status.WARNING,
+                f"{counted(total, 'message')} could not be delivered; "
+                "`notify retry` tries them again.",
+            )
         )
     return section
 

@@ -13,7 +13,15 @@ from calcifer_bot import history
 from calcifer_bot.aio import blocking
 from calcifer_bot.alerts import ago, target_of
 from calcifer_bot.commands import Arg, Context, choice, command, duration, integer
-from calcifer_bot.endpoints import Definition, build, check_name, qualify_channel
+from calcifer_bot.endpoints import (
+    Definition,
+    build,
+    check_name,
+    check_tag,
+    has_tag,
+    qualify_channel,
+    split_tags,
+)
 from calcifer_bot.engine import endpoint_named, open_incident
 from calcifer_bot.errors import NotFound, UsageError
 from calcifer_bot.handlers.basics import Section, status_section
@@ -111,6 +119,20 @@ def _window(text: str) -> timedelta:
             metavar="NAME",
         ),
         Arg("remind", "remind while down, at least 5m", duration, option=True, default=None),
+        Arg(
+            "tags",
+            "comma-separated labels that notification routes match, e.g. web,prod",
+            split_tags,
+            option=True,
+            default=(),
+            metavar="a,b",
+        ),
+        Arg(
+            "severity",
+            "critical (default), warning or info: notification routes match it",
+            option=True,
+            default="critical",
+        ),
     ],
     role=Role.OPERATOR,
     examples=[
@@ -118,6 +140,7 @@ def _window(text: str) -> timedelta:
         "endpoint add web https https://example.org --keyword Welcome --service web",
         "endpoint add db tcp db.lan:5432 --depends-on router",
         "endpoint add backup-job push --interval 1d",
+        "endpoint add staging https https://staging.lan --tags web,staging --severity info",
     ],
 )
 async def endpoint_add(
@@ -141,6 +164,8 @@ async def endpoint_add(
     quorum: int | None,
     depends_on: str | None,
     remind: timedelta | None,
+    tags: tuple[str, ...],
+    severity: str,
 ) -> Reply:
     if channel is not None:
         channel = qualify_channel(channel, ctx.command.platform)
@@ -151,6 +176,7 @@ async def endpoint_add(
         failures=failures, successes=successes, expect=expect, keyword=keyword,
         insecure=insecure, warn_days=warn_days, address=address, channel=channel,
         service=service, group=group, quorum=quorum, depends_on=depends_on, remind=remind,
+        tags=tags, severity=severity,
     )  # fmt: skip
     now = ctx.now()
 
@@ -167,6 +193,8 @@ async def endpoint_add(
         Field("Thresholds", _thresholds(failures, successes)),
         Field("Alerts to", ctx.core.engine.destination(ep)),
     ]
+    if ep.tags or ep.severity != "critical":
+        fields += _labels(ep)
     if ep.push_token:
         url = f"{ctx.settings.http.base_url}/push/{ep.push_token}"
         fields.append(Field("Push URL", f"`{url}` (GET or POST)", inline=False))
@@ -182,6 +210,13 @@ def _thresholds(failures: int, successes: int) -> str:
     return f"down after {counted(failures, 'failure')}, up after {counted(successes, 'success')}"
 
 
+def _labels(ep: Endpoint) -> list[Field]:
+    fields = [Field("Severity", ep.severity)]
+    if ep.tags:
+        fields.append(Field("Tags", ", ".join(ep.tags)))
+    return fields
+
+
 def _here(ctx: Context) -> str:
     cmd = ctx.command
     return "console" if cmd.platform == "console" else f"{cmd.platform}:{cmd.channel}"
@@ -190,27 +225,38 @@ def _here(ctx: Context) -> str:
 @command(
     "endpoint list",
     summary="Every endpoint and its state",
-    args=[Arg("down", "only those that are down", switch=True)],
+    args=[
+        Arg("down", "only those that are down", switch=True),
+        Arg("tag", "only those carrying this tag", check_tag, option=True, default=None),
+    ],
     visibility=Visibility.EPHEMERAL,
-    examples=["endpoint list", "endpoint list --down"],
+    examples=["endpoint list", "endpoint list --down", "endpoint list --tag prod --down"],
 )
-async def endpoint_list(ctx: Context, down: bool) -> Reply:
+async def endpoint_list(ctx: Context, down: bool, tag: str | None) -> Reply:
     now = ctx.now()
 
     def rows(session: Session) -> list[Endpoint]:
         query = select(Endpoint).order_by(Endpoint.name).limit(500)
         if down:
             query = query.where(Endpoint.state == "down")
+        if tag is not None:
+            query = query.where(has_tag(tag, ctx.db.kind))
         return list(session.scalars(query))
 
     endpoints = await ctx.db.read(rows)
+    tagged = f" tagged {tag}" if tag else ""
     if not endpoints:
-        text = "Nothing is down." if down else "No endpoints yet: `endpoint add NAME TYPE TARGET`."
+        if down:
+            text = f"Nothing{tagged} is down."
+        elif tag:
+            text = f"No endpoints{tagged}."
+        else:
+            text = "No endpoints yet: `endpoint add NAME TYPE TARGET`."
         return Reply(title="Endpoints", text=text, status=Status.OK if down else Status.INFO)
     lines = [_summary(ep, now) for ep in endpoints]
     more = " (first 500)" if len(endpoints) == 500 else ""
     return Reply(
-        title=f"Endpoints down{more}" if down else f"Endpoints{more}",
+        title=f"Endpoints{tagged} down{more}" if down else f"Endpoints{tagged}{more}",
         text="\n".join(lines),
         status=Status.ERROR if down else Status.INFO,
     )
@@ -272,6 +318,7 @@ async def endpoint_show(ctx: Context, name: str) -> Reply:
             fields.append(Field(label, value))
     if ep.group_name:
         fields.append(Field("Group", ep.group_name + (f" (quorum {quorum})" if quorum else "")))
+    fields += _labels(ep)
     if ep.muted_until and ep.muted_until > now:
         why = f": {ep.mute_reason}" if ep.mute_reason else ""
         fields.append(Field("Muted", f"until {ep.muted_until:%Y-%m-%d %H:%M} UTC by "

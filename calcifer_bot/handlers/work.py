@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -12,10 +13,11 @@ from calcifer_bot.commands import Arg, Context, choice, command, integer
 from calcifer_bot.errors import CalciferError, NotFound, PermissionDenied, UsageError
 from calcifer_bot.handlers.git import SERVICE, author, repos
 from calcifer_bot.models import ChangelogEntry, WorkItem, WorkNote
-from calcifer_bot.outbox import enqueue
+from calcifer_bot.outbox import publish
 from calcifer_bot.parser import counted
 from calcifer_bot.reply import Field, Reply, Status
 from calcifer_bot.roles import Role
+from calcifer_bot.routing import Labels
 from calcifer_bot.workitems import (
     ACTIONS,
     CATEGORIES,
@@ -84,9 +86,16 @@ async def work_new(
     def add(session: Session) -> int:
         session.add(item)
         session.flush()
+        announcement = Reply(
+            title=f"New work item {item.id}: {item.title}",
+            text=f"{item.created_by} opened a work item ({category}/{action}) on `{branch}`.",
+            fields=(Field("Service", service),) if service else (),
+        )
+        _announce(ctx, session, "work-new", item.id, service, announcement, now)
         return item.id
 
     item_id = await ctx.db.write(add)
+    ctx.core.wake_deliverers()
     return Reply(
         title=f"Work item {item_id}: {item.title}",
         text=f"Branch `{branch}` created from `{created.sha[:8]}`. "
@@ -246,7 +255,6 @@ async def work_done(ctx: Context, id: int) -> Reply:
             status=Status.WARNING,
         )
     now, who = ctx.now(), ctx.command.user_name or ctx.identity
-    channel = ctx.settings.work_channel or ctx.settings.alert_channel
     announcement = Reply(
         title=f"Done: {item.title}",
         text=f"Work item {id} ({item.category}/{item.action}) was completed by {who}.",
@@ -272,22 +280,37 @@ async def work_done(ctx: Context, id: int) -> Reply:
                     created_at=now,
                 )
             )
-        if channel:
-            enqueue(
-                session,
-                key=f"work-done:{id}",
-                destination=channel,
-                kind="work",
-                reply=announcement,
-                now=now,
-            )
+        _announce(ctx, session, "work-done", id, item.service, announcement, now)
 
     await ctx.db.write(close)
+    ctx.core.wake_deliverers()
     return Reply(
         title=f"Work item {id} is done",
         text=f"{item.title}: closed, with {counted(len(added), 'changelog entry')}.",
         status=Status.OK,
         fields=announcement.fields,
+    )
+
+
+def _announce(
+    ctx: Context,
+    session: Session,
+    event: str,
+    item_id: int,
+    service: str | None,
+    reply: Reply,
+    now: datetime,
+) -> None:
+    """To the work channel (else the alert channel) and wherever the routes send ``event``."""
+    publish(
+        session,
+        ctx.core.routes,
+        Labels(event=event, service=service),
+        channel=ctx.settings.work_channel or ctx.settings.alert_channel,
+        key=f"{event}:{item_id}",
+        reply=reply,
+        now=now,
+        fallback=None,
     )
 
 
