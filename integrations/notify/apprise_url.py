@@ -21,14 +21,13 @@ from urllib.parse import unquote, urlsplit
 from pydantic import ConfigDict, SecretStr, field_validator
 
 from calcifer_bot.aio import blocking
-from calcifer_bot.config import Duration
 from calcifer_bot.errors import ConfigError, IntegrationError
 from calcifer_bot.http import tidy
 from calcifer_bot.logs import MASK, redact
 from calcifer_bot.parser import format_duration
 from calcifer_bot.reply import Reply, Status
 from integrations.base import Connectivity, Reachability
-from integrations.notify.base import Message, Provider, ProviderConfig
+from integrations.notify.base import Message, Provider, ProviderConfig, Timeout
 
 if TYPE_CHECKING:
     import apprise
@@ -75,7 +74,7 @@ class AppriseURL(Provider):
 
         url: SecretStr
         # The whole call: Apprise stops waiting then and reports a timeout.
-        timeout: Duration = timedelta(seconds=30)
+        timeout: Timeout = timedelta(seconds=30)
 
         @field_validator("url")
         @classmethod
@@ -85,13 +84,6 @@ class AppriseURL(Provider):
                     "expected an Apprise URL such as ntfy://host/topic, got one without scheme://"
                 )
             return SecretStr(value.get_secret_value().strip())
-
-        @field_validator("timeout")
-        @classmethod
-        def _check_timeout(cls, value: timedelta) -> timedelta:
-            if value <= timedelta(0):
-                raise ValueError("expected a duration above zero")
-            return value
 
         @property
         def scheme(self) -> str:

@@ -18,14 +18,26 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from calcifer_bot.config import Duration
 from calcifer_bot.reply import Reply
 from integrations.base import Connectivity
 
 Op = Literal["post", "update", "reply"]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("expected a duration above zero")
+    return value
+
+
+# How long one call to the service may take: "10s", "0.5s".
+Timeout = Annotated[Duration, AfterValidator(_positive)]
 
 
 class ProviderConfig(BaseModel):

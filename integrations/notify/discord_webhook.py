@@ -25,13 +25,11 @@ from yarl import URL
 from adapters import discord_embeds
 from adapters.discord_embeds import DiscordMessage
 from calcifer_bot import http
-from calcifer_bot.config import Duration
 from calcifer_bot.errors import IntegrationError
 from integrations.base import Connectivity, Reachability
-from integrations.notify.base import Message, Provider, ProviderConfig
+from integrations.notify.base import Message, Provider, ProviderConfig, Timeout
 from integrations.notify.webhook import (
     SECRET_INPUT,
-    check_timeout,
     check_url,
     failure,
     host_of,
@@ -127,10 +125,9 @@ class DiscordWebhook(Provider):
         # Overrides of the name and avatar set on the webhook in Discord.
         username: str | None = Field(default=None, min_length=1, max_length=80)
         avatar_url: str | None = None
-        timeout: Duration = timedelta(seconds=10)
+        timeout: Timeout = timedelta(seconds=10)
 
         _check_url = field_validator("url")(check_url)
-        _check_timeout = field_validator("timeout")(check_timeout)
 
         @field_validator("username")
         @classmethod

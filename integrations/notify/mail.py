@@ -29,14 +29,13 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from adapters.text import cut, plain_text
 from calcifer_bot.aio import blocking
-from calcifer_bot.config import Duration
 from calcifer_bot.errors import IntegrationError
 from calcifer_bot.http import describe_os_error, tidy
 from calcifer_bot.logs import redact
 from calcifer_bot.parser import format_duration
 from calcifer_bot.reply import Reply, Status
 from integrations.base import Connectivity, Reachability
-from integrations.notify.base import Message, Provider, ProviderConfig
+from integrations.notify.base import Message, Provider, ProviderConfig, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class Email(Provider):
         security: Security = "starttls"
         username: str | None = None
         password: SecretStr | None = None
-        timeout: Duration = timedelta(seconds=30)
+        timeout: Timeout = timedelta(seconds=30)
         ca_file: Path | None = None  # a homelab CA, trusted besides the system's
         subject_prefix: str = "[Calcifer]"
 
@@ -118,13 +117,6 @@ class Email(Provider):
         @classmethod
         def _check_prefix(cls, value: str) -> str:
             return _one_line(value)
-
-        @field_validator("timeout")
-        @classmethod
-        def _check_timeout(cls, value: timedelta) -> timedelta:
-            if value <= timedelta(0):
-                raise ValueError("expected a duration above zero")
-            return value
 
         @field_validator("ca_file")
         @classmethod

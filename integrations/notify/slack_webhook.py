@@ -16,13 +16,11 @@ from pydantic import SecretStr, field_validator
 
 from adapters import slack_blocks
 from calcifer_bot import http
-from calcifer_bot.config import Duration
 from calcifer_bot.errors import IntegrationError
 from integrations.base import Connectivity, Reachability
-from integrations.notify.base import Message, Provider, ProviderConfig
+from integrations.notify.base import Message, Provider, ProviderConfig, Timeout
 from integrations.notify.webhook import (
     SECRET_INPUT,
-    check_timeout,
     check_url,
     failure,
     host_of,
@@ -68,10 +66,9 @@ class SlackWebhook(Provider):
         model_config = SECRET_INPUT
 
         url: SecretStr
-        timeout: Duration = timedelta(seconds=10)
+        timeout: Timeout = timedelta(seconds=10)
 
         _check_url = field_validator("url")(check_url)
-        _check_timeout = field_validator("timeout")(check_timeout)
 
     config: Config
 

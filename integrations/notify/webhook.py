@@ -21,10 +21,9 @@ from multidict import CIMultiDict
 from pydantic import ConfigDict, SecretStr, field_validator
 
 from calcifer_bot import http
-from calcifer_bot.config import Duration
 from calcifer_bot.errors import IntegrationError
 from integrations.base import Connectivity, Reachability
-from integrations.notify.base import Message, Provider, ProviderConfig
+from integrations.notify.base import Message, Provider, ProviderConfig, Timeout
 
 # Validation errors would otherwise echo the input: the URL and headers are secrets.
 SECRET_INPUT = ConfigDict(hide_input_in_errors=True)
@@ -41,12 +40,6 @@ def check_url(value: SecretStr) -> SecretStr:
     if scheme not in ("http", "https") or not host:
         # Never quote the value: the URL is the credential.
         raise ValueError("expected an http or https URL with a host")
-    return value
-
-
-def check_timeout(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("expected a duration above zero")
     return value
 
 
@@ -124,10 +117,9 @@ class Webhook(Provider):
         url: SecretStr
         method: Literal["POST", "PUT"] = "POST"
         headers: dict[str, SecretStr] = {}  # Authorization and the like: secrets too
-        timeout: Duration = timedelta(seconds=10)
+        timeout: Timeout = timedelta(seconds=10)
 
         _check_url = field_validator("url")(check_url)
-        _check_timeout = field_validator("timeout")(check_timeout)
 
         @field_validator("headers")
         @classmethod
@@ -215,7 +207,6 @@ class Webhook(Provider):
 __all__ = [
     "SECRET_INPUT",
     "Webhook",
-    "check_timeout",
     "check_url",
     "failure",
     "host_of",
