@@ -35,7 +35,7 @@ from sqlalchemy.exc import ArgumentError
 
 from calcifer_bot.errors import ConfigError
 from calcifer_bot.logs import redact
-from calcifer_bot.parser import format_duration, parse_duration
+from calcifer_bot.parser import counted, format_duration, parse_duration
 from calcifer_bot.roles import Role, check_identity
 
 DEFAULT_CONFIG_FILE = "calcifer.toml"
@@ -455,7 +455,8 @@ class Settings(_Section):
             elif name == "notifications":
                 names = ", ".join(value.destinations) or "none"
                 yield f"{name}.destinations", names, self.origin(name, "destinations")
-                yield f"{name}.routes", f"{len(value.routes)} routes", self.origin(name, "routes")
+                routes = counted(len(value.routes), "route")
+                yield f"{name}.routes", routes, self.origin(name, "routes")
                 yield f"{name}.default", _show(value.default), self.origin(name, "default")
             elif isinstance(value, _Section):
                 for sub, subvalue in value.__dict__.items():

@@ -122,8 +122,10 @@ def publish(
     ``fallback`` (alerts: the console, as they always did); with routes it
     goes only where they say.
     """
-    routed = routes.destinations(labels, op)
+    routed = routes.destinations(labels)
     main = channel or (None if routed else fallback)
+    if op == "update":  # only where a message can be edited; the rest keep what they got
+        routed = [d for d in routed if d in routes.editable]
     targets = [main] if main else []
     targets += [d for d in routed if d != main]
     for destination in targets:

@@ -111,9 +111,6 @@ class Routes:
         names = [n for r in self.routes if r.matches(labels) for n in r.to] or list(self.default)
         return list(dict.fromkeys(names))
 
-    def destinations(self, labels: Labels, op: str = "post") -> list[str]:
-        """Outbox destinations; an edit goes only where a message can be edited."""
-        found = [self.addresses[n] for n in self.names_for(labels)]
-        if op == "update":
-            found = [d for d in found if d in self.editable]
-        return list(dict.fromkeys(found))
+    def destinations(self, labels: Labels) -> list[str]:
+        """Outbox destinations, each once."""
+        return list(dict.fromkeys(self.addresses[n] for n in self.names_for(labels)))

@@ -565,7 +565,8 @@ async def test_the_recovery_mail_is_threaded_under_the_alert_mail(
     make: Any, inbox: tuple[Inbox, int]
 ) -> None:
     handler, port = inbox
-    n = await make(f"""
+    n = await make(
+        f"""
 [notifications]
 default = ["oncall"]
 
@@ -575,8 +576,10 @@ to = ["oncall@example.org"]
 smtp_host = "127.0.0.1"
 smtp_port = {port}
 security = "none"
-""")
-    nas = await add_endpoint(n.core, "nas-web", channel="slack:C1", service="nas")
+""",
+        CALCIFER_ALERT_CHANNEL="",
+    )
+    nas = await add_endpoint(n.core, "nas-web", channel="", service="nas")
 
     await n.outage(nas)
     await n.deliver()
@@ -588,6 +591,8 @@ security = "none"
     assert "nas-web is back up" in recovery["Subject"]
     assert recovery["In-Reply-To"] == alert["Message-ID"]
     assert len(handler.mails) == 2, "a mail cannot be edited: no mail for the update"
+    # Without a chat channel nothing else was queued: no edit waits for a console.
+    assert {(r.destination, r.status) for r in await n.rows()} == {("notify:oncall", "sent")}
 
 
 # -- an optional extra that is not installed ---------------------------------------------

@@ -83,11 +83,8 @@ def test_a_chat_destination_is_its_channel_through_the_bot(routes: Routes) -> No
     assert routes.destinations(Labels("alert", endpoint="lab-pi")) == ["slack:C0LAB"]
 
 
-def test_edits_go_only_where_a_message_can_be_edited(routes: Routes) -> None:
-    nas = Labels("update", endpoint="nas-web", service="nas")
-    # Discord webhooks edit in place; a mail cannot be changed once sent.
-    assert routes.destinations(nas, "update") == ["notify:ops-discord"]
-    assert routes.destinations(nas, "reply") == ["notify:ops-discord", "notify:oncall-mail"]
+def test_discord_webhooks_and_chat_channels_can_edit_and_mail_cannot(routes: Routes) -> None:
+    assert routes.editable == {"notify:ops-discord", "notify:catch-all", "slack:C0LAB"}
 
 
 def test_patterns_are_case_sensitive_globs(routes: Routes) -> None:
