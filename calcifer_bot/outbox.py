@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,6 +44,8 @@ Op = Literal["post", "update", "reply"]
 MAX_ATTEMPTS = 10
 OUTBOX_TOUCHED = "calcifer_outbox_touched"  # Session.info flag: wake the deliverers
 LEASE = timedelta(seconds=60)
+CLAIM_LIMIT = 50  # messages leased at once
+PER_DESTINATION = 10  # … of them for one destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +87,8 @@ def enqueue(
     labels: Labels | None = None,
 ) -> bool:
     """Add a message unless one with this idempotency key exists; True if added."""
-    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
-        return False
-    payload: dict[str, Any] = {"op": op, "ref": ref, "reply": reply.to_dict()}
-    if labels is not None:
-        payload["labels"] = labels.to_dict()
-    session.add(
-        OutboxMessage(
-            dedupe_key=key,
-            destination=destination,
-            kind=kind,
-            payload=payload,
-            available_at=now,
-            created_at=now,
-        )
-    )
-    session.info[OUTBOX_TOUCHED] = True
-    return True
+    message = {destination: key}
+    return bool(_add(session, message, kind, reply, now, op=op, ref=ref, labels=labels))
 
 
 def publish(
@@ -126,20 +115,50 @@ def publish(
     main = channel or (None if routed else fallback)
     if op == "update":  # only where a message can be edited; the rest keep what they got
         routed = [d for d in routed if d in routes.editable]
-    targets = [main] if main else []
-    targets += [d for d in routed if d != main]
-    for destination in targets:
-        enqueue(
-            session,
-            key=key if destination == main else f"{key}@{destination}",
-            destination=destination,
-            kind=labels.event,
-            reply=reply,
-            now=now,
-            op=op,
-            ref=ref,
-            labels=labels,
+    keys = {main: key} if main else {}
+    keys |= {d: f"{key}@{d}" for d in routed if d != main}
+    _add(session, keys, labels.event, reply, now, op=op, ref=ref, labels=labels)
+
+
+def _add(
+    session: Session,
+    keys: dict[str, str],
+    kind: str,
+    reply: Reply,
+    now: datetime,
+    *,
+    op: Op,
+    ref: str | None,
+    labels: Labels | None,
+) -> int:
+    """One row per destination in ``keys`` (destination -> idempotency key) not there yet."""
+    if not keys:
+        return 0
+    # One query for all: a query per key would also flush the row added before it.
+    known = set(
+        session.scalars(
+            select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys.values()))
         )
+    )
+    payload: dict[str, Any] = {"op": op, "ref": ref, "reply": reply.to_dict()}
+    if labels is not None:
+        payload["labels"] = labels.to_dict()
+    rows = [
+        OutboxMessage(
+            dedupe_key=k,
+            destination=destination,
+            kind=kind,
+            payload=payload,
+            available_at=now,
+            created_at=now,
+        )
+        for destination, k in keys.items()
+        if k not in known
+    ]
+    session.add_all(rows)
+    if rows:
+        session.info[OUTBOX_TOUCHED] = True
+    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +220,21 @@ class Outbox:
         self.clock = clock
         self.worker = worker or f"w-{secrets.token_hex(4)}"
 
-    async def claim(self, prefixes: Sequence[str], limit: int = 50) -> list[Delivery]:
+    async def claim(
+        self,
+        prefixes: Sequence[str],
+        limit: int = CLAIM_LIMIT,
+        *,
+        per_destination: int = PER_DESTINATION,
+        exclude: Collection[str] = (),
+    ) -> list[Delivery]:
         """Lease due messages for destinations starting with one of ``prefixes``.
 
-        Edits and thread replies wait until the message they refer to has been
-        posted; if that post is dead, a reply goes out on its own and an edit
-        is dropped.
+        At most ``per_destination`` for any one destination, so a long backlog
+        for one cannot crowd out the others; none for those in ``exclude``
+        (their worker is still busy). Edits and thread replies wait until the
+        message they refer to has been posted; if that post is dead, a reply
+        goes out on its own and an edit is dropped.
         """
         now = self.clock()
 
@@ -220,20 +248,43 @@ class Outbox:
                     _matches(prefixes),
                 )
                 .order_by(OutboxMessage.id)
-                .limit(limit)
+                .limit(limit * 4)  # read past one destination's backlog to reach the others
             )
+            if exclude:
+                query = query.where(OutboxMessage.destination.not_in(list(exclude)))
             if self.db.kind == "postgresql":  # replicas share the queue without blocking
                 query = query.with_for_update(skip_locked=True)
             out: list[Delivery] = []
+            taken: Counter[str] = Counter()
             for row in session.scalars(query):
+                if len(out) >= limit:
+                    break
+                if taken[row.destination] >= per_destination:
+                    continue
                 delivery = _delivery(session, row)
                 if delivery is None:
                     continue
                 row.leased_until, row.leased_by = now + LEASE, self.worker
+                taken[row.destination] += 1
                 out.append(delivery)
             return out
 
         return await self.db.write(lease)
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+        """Extend this worker's leases: a slow destination's queue outlasts one lease."""
+        ids = [d.id for d in deliveries]
+        until = self.clock() + LEASE
+
+        def extend(session: Session) -> None:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.leased_by == self.worker)
+                .values(leased_until=until)
+            )
+
+        if ids:
+            await self.db.write(extend)
 
     async def sent(self, delivery: Delivery, posted: MessageRef | None = None) -> None:
         now = self.clock()
@@ -391,6 +442,7 @@ def _delivery(session: Session, row: OutboxMessage) -> Delivery | None:
 
 
 Deliver = Callable[[Delivery], Awaitable[MessageRef | None]]
+Busy = dict[str, asyncio.Task[int]]  # destination -> the task sending its messages
 
 
 class Postpone(Exception):
@@ -408,43 +460,53 @@ async def deliver_pending(
     *,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """One pass: send what is due. Returns the count sent.
+    """One pass: lease what is due and send it, destinations side by side. The count sent."""
+    queues = _by_destination(await outbox.claim(prefixes))
+    return sum(await asyncio.gather(*(_serve(outbox, deliver, q, stop) for q in queues.values())))
 
-    Destinations are served side by side, each in order: a webhook that takes
-    its time delays only its own messages. When a destination fails for now
-    (or asks us to wait), the rest of its batch waits as long, untried.
-    ``stop`` ends the pass after the messages being sent (a graceful shutdown
-    never cuts a send in half: that is what would send it twice).
-    """
+
+def _by_destination(batch: list[Delivery]) -> dict[str, list[Delivery]]:
     queues: dict[str, list[Delivery]] = {}
-    for delivery in await outbox.claim(prefixes):
+    for delivery in batch:
         queues.setdefault(delivery.destination, []).append(delivery)
+    return queues
 
-    async def serve(queue: list[Delivery]) -> int:
-        done = 0
-        for n, delivery in enumerate(queue):
-            if stop is not None and stop.is_set():
-                await outbox.postpone(queue[n:], outbox.clock())
-                break
-            try:
-                posted = await deliver(delivery)
-            except Postpone as wait:
-                await outbox.postpone(queue[n:], outbox.clock() + timedelta(seconds=wait.seconds))
-                break
-            except CalciferError as exc:
-                retry_after = getattr(exc, "retry_after", None)
-                again = await outbox.failed(
-                    delivery, exc.message, permanent=exc.permanent, retry_after=retry_after
-                )
-                if not exc.permanent and again is not None:
-                    await outbox.postpone(queue[n + 1 :], again)
-                    break
-                continue
-            await outbox.sent(delivery, posted)
-            done += 1
-        return done
 
-    return sum(await asyncio.gather(*(serve(q) for q in queues.values())))
+async def _serve(
+    outbox: Outbox, deliver: Deliver, queue: list[Delivery], stop: asyncio.Event | None
+) -> int:
+    """One destination's leased messages, in order. The count sent.
+
+    When the destination fails for now (or asks us to wait), the rest of its
+    queue waits as long, untried. ``stop`` ends it after the message being
+    sent: a send is never cut in half, which is what would send it twice.
+    """
+    done = 0
+    renewed = outbox.clock()
+    for n, delivery in enumerate(queue):
+        if stop is not None and stop.is_set():
+            await outbox.postpone(queue[n:], outbox.clock())
+            break
+        if outbox.clock() - renewed > LEASE / 2:
+            await outbox.renew(queue[n:])
+            renewed = outbox.clock()
+        try:
+            posted = await deliver(delivery)
+        except Postpone as wait:
+            await outbox.postpone(queue[n:], outbox.clock() + timedelta(seconds=wait.seconds))
+            break
+        except CalciferError as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            again = await outbox.failed(
+                delivery, exc.message, permanent=exc.permanent, retry_after=retry_after
+            )
+            if not exc.permanent and again is not None:
+                await outbox.postpone(queue[n + 1 :], again)
+                break
+            continue
+        await outbox.sent(delivery, posted)
+        done += 1
+    return done
 
 
 async def run_deliveries(
@@ -456,14 +518,44 @@ async def run_deliveries(
     stop: asyncio.Event | None = None,
     idle: float = 2.0,
 ) -> None:
-    """Deliver until ``stop`` is set (or cancelled); ``wake`` cuts the wait short."""
+    """Deliver until ``stop`` is set (or cancelled); ``wake`` cuts the wait short.
+
+    Each destination's messages are sent by a task of their own, so a
+    destination that takes its time never holds up another; when one's task
+    finishes, or a lease came back full, the next claim follows at once.
+    """
     wake = wake or asyncio.Event()
     stop = stop or asyncio.Event()
-    while not stop.is_set():
-        try:
-            await deliver_pending(outbox, deliver, prefixes, stop=stop)
-        except Exception:  # a broken database must not end delivery for good
-            log.exception("outbox delivery pass failed")
-        wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), idle)
+    busy: Busy = {}
+    try:
+        while not stop.is_set():
+            wake.clear()
+            full = False
+            try:
+                batch = await outbox.claim(prefixes, exclude=tuple(busy))
+            except Exception:  # a broken database must not end delivery for good
+                log.exception("outbox delivery pass failed")
+                batch = []
+            full = len(batch) >= CLAIM_LIMIT
+            for destination, queue in _by_destination(batch).items():
+                task = asyncio.create_task(_serve(outbox, deliver, queue, stop))
+                busy[destination] = task
+                task.add_done_callback(functools.partial(_finished, busy, destination, wake))
+            if not full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), idle)
+    finally:
+        # Stopping: each destination finishes the message it is sending, no more.
+        await asyncio.gather(*busy.values(), return_exceptions=True)
+
+
+def _finished(
+    busy: dict[str, asyncio.Task[int]],
+    destination: str,
+    wake: asyncio.Event,
+    task: asyncio.Task[int],
+) -> None:
+    busy.pop(destination, None)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("delivery to %s failed", destination, exc_info=task.exception())
+    wake.set()  # its destination may have more waiting

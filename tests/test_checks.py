@@ -1,6 +1,6 @@
 """The endpoint checks against real servers on 127.0.0.1: HTTP(S), TLS, TCP, ICMP, DNS.
 
-Certificates are made here with ``cryptography``: a test CA (trusted through
+Certificates come from ``tests/pki.py``: a test CA (trusted through
 ``MonitoringIntegration(ca_file=…)``), leaves it signs (valid, expiring in 3
 days, expired 3 days ago, issued for another name) and a self-signed one.
 No traffic leaves 127.0.0.0/8: names are ``localhost`` (``/etc/hosts``) or
@@ -15,13 +15,11 @@ import json
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from ipaddress import ip_address
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,9 +27,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 import integrations
 from calcifer_bot import http
@@ -49,118 +45,23 @@ from integrations.monitoring import (
     parse_target,
     push_result,
 )
+from tests.pki import DAY, Pki
 
 LOCAL = "127.0.0.1"
-DAY = timedelta(days=1)
 
 # --------------------------------------------------------------------------- certificates
 
 
-@dataclass
-class Pki:
-    directory: Path
-    ca_file: Path
-    chains: dict[str, tuple[Path, Path]] = field(default_factory=dict)
-
-    def server_context(self, name: str) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert, key = self.chains[name]
-        context.load_cert_chain(cert, key)
-        return context
-
-
-def _certificate(
-    cn: str,
-    key: ec.EllipticCurvePrivateKey,
-    *,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    not_before: datetime,
-    not_after: datetime,
-    ca: bool = False,
-    names: tuple[str, ...] = ("127.0.0.1", "localhost"),
-) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer[0].subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    now = datetime.now(UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate(
-        "Calcifer test CA",
-        ca_key,
-        issuer=None,
-        not_before=now - DAY,
-        not_after=now + 30 * DAY,
-        ca=True,
-    )
-    (directory / "ca.pem").write_bytes(_pem(ca))
-    result = Pki(directory, directory / "ca.pem")
-    leaves: dict[str, dict[str, Any]] = {
-        "valid": {"not_before": now - DAY, "not_after": now + 300 * DAY},
-        "expiring": {"not_before": now - DAY, "not_after": now + 3 * DAY + timedelta(hours=1)},
-        "expired": {"not_before": now - 30 * DAY, "not_after": now - 3 * DAY - timedelta(hours=1)},
-        "wrongname": {
-            "not_before": now - DAY,
-            "not_after": now + 300 * DAY,
-            "names": ("a.invalid",),
-        },
-        "selfsigned": {"not_before": now - DAY, "not_after": now + 300 * DAY, "self": True},
-    }
-    for name, spec in leaves.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        issuer = None if spec.pop("self", False) else (ca, ca_key)
-        cert = _certificate(f"{name}.test", key, issuer=issuer, **spec)
-        cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
-        cert_file.write_bytes(_pem(cert))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        result.chains[name] = (cert_file, key_file)
-    return result
+    pki = Pki(tmp_path_factory.mktemp("pki"))
+    now = pki.now
+    pki.leaf("valid")  # for 127.0.0.1 and localhost, from a day ago for 300 days
+    pki.leaf("expiring", not_after=now + 3 * DAY + timedelta(hours=1))
+    pki.leaf("expired", not_before=now - 30 * DAY, not_after=now - 3 * DAY - timedelta(hours=1))
+    pki.leaf("wrongname", names=("a.invalid",))
+    pki.leaf("selfsigned", self_signed=True)
+    return pki
 
 
 # --------------------------------------------------------------------------- servers
@@ -246,7 +147,7 @@ async def servers(pki: Pki) -> AsyncIterator[Servers]:
     plain = web.TCPSite(runner, LOCAL, 0)
     await plain.start()
     tls = {}
-    for name in pki.chains:
+    for name in pki.leaves:
         site = web.TCPSite(runner, LOCAL, 0, ssl_context=pki.server_context(name))
         await site.start()
         tls[name] = _port(site)
@@ -449,7 +350,7 @@ async def test_tls_handshake_never_answered_times_out(
 
 
 def test_certificate_judgement_in_hours_on_the_last_day(pki: Pki) -> None:
-    der = x509.load_pem_x509_certificate(pki.chains["expiring"][0].read_bytes()).public_bytes(
+    der = x509.load_pem_x509_certificate(pki.leaves["expiring"].cert.read_bytes()).public_bytes(
         serialization.Encoding.DER
     )
     t = target("tls", "h:443")

@@ -28,7 +28,14 @@ from calcifer_bot.config import load_settings
 from calcifer_bot.core import Core
 from calcifer_bot.db import Database
 from calcifer_bot.models import OutboxMessage
-from calcifer_bot.outbox import LEASE, MAX_ATTEMPTS, deliver_pending, enqueue
+from calcifer_bot.outbox import (
+    LEASE,
+    MAX_ATTEMPTS,
+    PER_DESTINATION,
+    deliver_pending,
+    enqueue,
+    run_deliveries,
+)
 from calcifer_bot.reply import Reply, Status
 from calcifer_bot.routing import Labels
 from integrations.base import Reachability
@@ -366,6 +373,68 @@ async def test_a_worker_that_died_mid_send_is_retried_with_the_same_key(
     assert keys([first, second]) == ["test-alert:0@notify:hook"] * 2, (
         "the receiver can drop the duplicate by its Idempotency-Key"
     )
+
+
+async def test_the_running_worker_never_lets_a_slow_destination_hold_up_another(
+    make: Any, server: WebhookServer
+) -> None:
+    n = await make(routes_toml(server))
+    server.script(HOOK, *[Answer(delay=0.3)] * 5)
+    await enqueue_alerts(n, 5, "notify:hook")  # 1.5 s of sending, one after another
+    await enqueue_alerts(n, 25, "notify:ops-discord")  # more than one lease's share
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_deliveries(
+            n.core.outbox,
+            lambda d: n.notifier.deliver(d, n.core.clock()),
+            ("notify",),
+            stop=stop,
+            idle=30,  # any progress below comes from the worker's own wake-ups
+        )
+    )
+    try:
+        await server.wait_for(25, DISCORD)
+        assert len(server.on(HOOK)) <= 2, "Discord's 25 went out while the hook was still busy"
+        await server.wait_for(5, HOOK)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 5)
+    assert {r.status for r in await n.rows()} == {"sent"}
+
+
+async def test_one_destination_s_backlog_leaves_room_for_the_others(
+    make: Any, server: WebhookServer
+) -> None:
+    n = await make(routes_toml(server))
+    await enqueue_alerts(n, 30, "notify:hook")
+    await enqueue_alerts(n, 5, "notify:ops-discord")
+
+    leased = await n.core.outbox.claim(("notify",))
+
+    assert Counter(d.destination for d in leased) == {
+        "notify:hook": PER_DESTINATION,
+        "notify:ops-discord": 5,
+    }
+
+
+async def test_a_long_queue_keeps_its_lease_while_it_is_sent(
+    make: Any, server: WebhookServer, clock: FakeClock
+) -> None:
+    n = await make(routes_toml(server))
+    await enqueue_alerts(n, 3)
+
+    leases: list[tuple[Any, Any]] = []
+
+    async def slow(delivery: Any) -> None:
+        def read(session: Any) -> Any:
+            return session.get(OutboxMessage, delivery.id).leased_until
+
+        leases.append((clock.now, await n.core.db.read(read)))
+        clock.advance(LEASE * 0.6)  # each send takes most of a lease
+
+    assert await deliver_pending(n.core.outbox, slow, ("notify",)) == 3
+    # Each message was still leased when its turn came: no other worker could take it.
+    assert [until > now for now, until in leases] == [True, True, True]
 
 
 # -- restarts: each pending message exactly once -----------------------------------------

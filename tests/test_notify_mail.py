@@ -1,13 +1,11 @@
 """E-mail against a real SMTP server (aiosmtpd) on 127.0.0.1: plain, STARTTLS,
-implicit TLS and AUTH, with a throw-away CA made here. The mail a person's
+implicit TLS and AUTH, with a throw-away CA from tests/pki.py. The mail a person's
 client would show is parsed back and checked, not the bytes we meant to send."""
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,94 +29,19 @@ from integrations.base import Reachability
 from integrations.notify import provider_class
 from integrations.notify.base import Message
 from integrations.notify.mail import Email
+from tests.pki import Pki
 
 USER, PASSWORD = "calcifer", "correct-horse-battery"
 
 # --------------------------------------------------------------------------- certificates
 
 
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path  # what ca_file points at: a homelab CA
-    cert: Path  # the server's, signed by the CA, for 127.0.0.1 and localhost
-    key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, self.key)
-        return context
-
-
 @pytest.fixture(scope="session")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    folder = tmp_path_factory.mktemp("pki")
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Calcifer test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = Certificates(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A homelab CA (``ca_file``) and the server's certificate it signed, "server"."""
+    pki = Pki(tmp_path_factory.mktemp("pki"))
+    pki.leaf("server")  # for 127.0.0.1 and localhost
+    return pki
 
 
 # --------------------------------------------------------------------------- the server
@@ -172,7 +95,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server(mailbox: Mailbox, **options: Any) -> Iterator[int]:
+def smtp_server(
+    mailbox: Mailbox, security: str = "none", certificates: Pki | None = None, **options: Any
+) -> Iterator[int]:
+    """aiosmtpd on 127.0.0.1; its port. ``security`` as the provider names it: "none";
+    "starttls" required, AUTH only after it, as a submission server (587) does; or
+    "tls" from the first byte, as on port 465. A TLS server takes AUTH (USER, PASSWORD)."""
+    if security != "none":
+        assert certificates is not None
+        context = certificates.server_context("server")
+        options.setdefault("authenticator", mailbox.authenticator)
+        if security == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            # aiosmtpd counts only STARTTLS as TLS and would not offer AUTH here at all.
+            options.update(ssl_context=context, auth_require_tls=False)
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
@@ -194,27 +131,14 @@ def plain_port(mailbox: Mailbox) -> Iterator[int]:
 
 
 @pytest.fixture
-def starttls_port(mailbox: Mailbox, certificates: Certificates) -> Iterator[int]:
-    """STARTTLS required, AUTH only after it, as a submission server (587) does."""
-    with smtp_server(
-        mailbox,
-        tls_context=certificates.server_context(),
-        require_starttls=True,
-        authenticator=mailbox.authenticator,
-    ) as port:
+def starttls_port(mailbox: Mailbox, certificates: Pki) -> Iterator[int]:
+    with smtp_server(mailbox, "starttls", certificates) as port:
         yield port
 
 
 @pytest.fixture
-def tls_port(mailbox: Mailbox, certificates: Certificates) -> Iterator[int]:
-    """TLS from the first byte, as on port 465."""
-    with smtp_server(
-        mailbox,
-        ssl_context=certificates.server_context(),
-        authenticator=mailbox.authenticator,
-        # aiosmtpd counts only STARTTLS as TLS and would not offer AUTH here at all.
-        auth_require_tls=False,
-    ) as port:
+def tls_port(mailbox: Mailbox, certificates: Pki) -> Iterator[int]:
+    with smtp_server(mailbox, "tls", certificates) as port:
         yield port
 
 
@@ -233,6 +157,11 @@ def email(port: int, **settings: Any) -> Email:
     }
     table.update(settings)
     return Email("ops-mail", Email.Config.model_validate(table))
+
+
+def tls_email(port: int, security: str, certificates: Pki, **settings: Any) -> Email:
+    """A provider with ``security`` "starttls" or "tls" that trusts the test CA."""
+    return email(port, security=security, ca_file=str(certificates.ca_file), **settings)
 
 
 ALERT = Reply(
@@ -391,18 +320,18 @@ async def test_partly_refused_recipients_still_deliver(
 
 
 async def test_starttls_encrypts_the_session(
-    mailbox: Mailbox, starttls_port: int, certificates: Certificates
+    mailbox: Mailbox, starttls_port: int, certificates: Pki
 ) -> None:
-    provider = email(starttls_port, security="starttls", ca_file=str(certificates.ca))
+    provider = tls_email(starttls_port, "starttls", certificates)
     await provider.send(alert())
 
     assert mailbox.received[0].cipher is not None
 
 
 async def test_implicit_tls_encrypts_the_session(
-    mailbox: Mailbox, tls_port: int, certificates: Certificates
+    mailbox: Mailbox, tls_port: int, certificates: Pki
 ) -> None:
-    provider = email(tls_port, security="tls", ca_file=str(certificates.ca))
+    provider = tls_email(tls_port, "tls", certificates)
     await provider.send(alert())
 
     assert mailbox.received[0].cipher is not None
@@ -410,11 +339,12 @@ async def test_implicit_tls_encrypts_the_session(
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 async def test_an_untrusted_certificate_is_permanent_and_names_ca_file(
-    security: str, mailbox: Mailbox, certificates: Certificates
+    security: str, mailbox: Mailbox, certificates: Pki
 ) -> None:
-    context = certificates.server_context()
-    options = {"tls_context": context} if security == "starttls" else {"ssl_context": context}
-    with smtp_server(mailbox, **options) as port, pytest.raises(IntegrationError) as caught:
+    with (
+        smtp_server(mailbox, security, certificates) as port,
+        pytest.raises(IntegrationError) as caught,
+    ):
         await email(port, security=security).send(alert())
 
     assert caught.value.permanent
@@ -442,23 +372,11 @@ async def test_a_server_without_starttls_is_permanent_with_a_hint(
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 async def test_login_with_good_credentials_delivers(
-    mechanism: str, mailbox: Mailbox, certificates: Certificates
+    mechanism: str, mailbox: Mailbox, certificates: Pki
 ) -> None:
     other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
-    with smtp_server(
-        mailbox,
-        tls_context=certificates.server_context(),
-        require_starttls=True,
-        authenticator=mailbox.authenticator,
-        auth_exclude_mechanism=[other],
-    ) as port:
-        provider = email(
-            port,
-            security="starttls",
-            ca_file=str(certificates.ca),
-            username=USER,
-            password=PASSWORD,
-        )
+    with smtp_server(mailbox, "starttls", certificates, auth_exclude_mechanism=[other]) as port:
+        provider = tls_email(port, "starttls", certificates, username=USER, password=PASSWORD)
         await provider.send(alert())
 
     assert mailbox.logins == [(mechanism, USER)]
@@ -466,12 +384,10 @@ async def test_login_with_good_credentials_delivers(
 
 
 async def test_refused_credentials_are_permanent_and_never_show_the_password(
-    mailbox: Mailbox, tls_port: int, certificates: Certificates
+    mailbox: Mailbox, tls_port: int, certificates: Pki
 ) -> None:
     wrong = "not-the-password-42"
-    provider = email(
-        tls_port, security="tls", ca_file=str(certificates.ca), username=USER, password=wrong
-    )
+    provider = tls_email(tls_port, "tls", certificates, username=USER, password=wrong)
     with pytest.raises(IntegrationError) as caught:
         await provider.send(alert())
 
@@ -530,15 +446,9 @@ async def test_a_server_that_never_answers_times_out(silent_port: int) -> None:
 
 
 async def test_check_logs_in_and_sends_nothing(
-    mailbox: Mailbox, starttls_port: int, certificates: Certificates
+    mailbox: Mailbox, starttls_port: int, certificates: Pki
 ) -> None:
-    provider = email(
-        starttls_port,
-        security="starttls",
-        ca_file=str(certificates.ca),
-        username=USER,
-        password=PASSWORD,
-    )
+    provider = tls_email(starttls_port, "starttls", certificates, username=USER, password=PASSWORD)
     result = await provider.check()
 
     assert result.state is Reachability.OK
@@ -548,14 +458,10 @@ async def test_check_logs_in_and_sends_nothing(
 
 
 async def test_check_reports_refused_credentials_as_invalid_auth(
-    mailbox: Mailbox, starttls_port: int, certificates: Certificates
+    mailbox: Mailbox, starttls_port: int, certificates: Pki
 ) -> None:
-    provider = email(
-        starttls_port,
-        security="starttls",
-        ca_file=str(certificates.ca),
-        username=USER,
-        password="wrong-password",
+    provider = tls_email(
+        starttls_port, "starttls", certificates, username=USER, password="wrong-password"
     )
     result = await provider.check()
 

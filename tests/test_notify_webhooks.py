@@ -98,6 +98,11 @@ def hook(server: WebhookServer, **config: Any) -> Webhook:
     return Webhook("ops-hook", Webhook.Config(url=url, timeout="0.3s", **config))
 
 
+def nowhere(cls: type[Provider], path: str, port: int) -> Provider:
+    """A ``cls`` provider whose URL leads to ``port`` on 127.0.0.1, where nothing listens."""
+    return cls("gone", cls.Config.model_validate({"url": f"http://127.0.0.1:{port}{path}"}))
+
+
 async def refused(send: Awaitable[object]) -> IntegrationError:
     with pytest.raises(IntegrationError) as caught:
         await send
@@ -291,9 +296,8 @@ async def test_slack_check_reports_a_server_error_or_an_odd_answer_as_cannot_con
 
 
 async def test_slack_check_cannot_connect_to_a_closed_port(closed_port: int) -> None:
-    url = f"http://127.0.0.1:{closed_port}{SLACK_PATH}"
     try:
-        result = await SlackWebhook("ops-slack", SlackWebhook.Config(url=url)).check()
+        result = await nowhere(SlackWebhook, SLACK_PATH, closed_port).check()
     finally:
         await http.close()
     assert result.state is Reachability.CANNOT_CONNECT
@@ -533,8 +537,7 @@ async def test_discord_check_reports_a_server_error_or_a_closed_port_as_cannot_c
     server.script(DISCORD_PATH, Answer(503, body="upstream unavailable"))
     assert (await discord(server).check()).state is Reachability.CANNOT_CONNECT
 
-    url = f"http://127.0.0.1:{closed_port}{DISCORD_PATH}"
-    closed = await DiscordWebhook("ops-discord", DiscordWebhook.Config(url=url)).check()
+    closed = await nowhere(DiscordWebhook, DISCORD_PATH, closed_port).check()
     assert closed == Connectivity(Reachability.CANNOT_CONNECT, "127.0.0.1: connection refused")
 
 
@@ -725,8 +728,7 @@ async def test_webhook_check_reports_a_failing_or_absent_receiver_as_cannot_conn
     server.script(HOOK_PATH, Answer(503, body="down for maintenance"))
     assert (await hook(server).check()).state is Reachability.CANNOT_CONNECT
 
-    url = f"http://127.0.0.1:{closed_port}{HOOK_PATH}"
-    closed = await Webhook("ops-hook", Webhook.Config(url=url)).check()
+    closed = await nowhere(Webhook, HOOK_PATH, closed_port).check()
     assert closed == Connectivity(Reachability.CANNOT_CONNECT, "127.0.0.1: connection refused")
 
 
@@ -759,8 +761,7 @@ async def test_no_error_check_or_description_reveals_the_webhook_url(
     for _ in range(3):
         seen.append((await refused(provider.send(message()))).message)
     seen.append((await provider.check()).detail)
-    url = f"http://127.0.0.1:{closed_port}{path}"
-    gone = type(provider)("gone", type(provider).Config(url=url))
+    gone = nowhere(type(provider), path, closed_port)
     seen.append((await refused(gone.send(message()))).message)
     seen.append((await gone.check()).detail)
     seen.append(repr(provider.config))

@@ -35,6 +35,8 @@ from typing import Any, Literal
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tests.fakediscord import json_response  # Content-Type exactly application/json
+
 Kind = Literal["slack", "discord", "json"]
 
 WEBHOOK_ID = "223344556677889900"
@@ -101,15 +103,6 @@ class Received:
             if part.name == name:
                 return part
         raise KeyError(f"no part {name!r} in {[p.name for p in self.parts]}")
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    """JSON with ``Content-Type: application/json`` exactly (aiohttp's adds a charset)."""
-    response = web.Response(body=json.dumps(data).encode(), status=status, headers=headers)
-    response.headers["Content-Type"] = "application/json"
-    return response
 
 
 def discord_error(code: int, message: str, status: int) -> Answer:
