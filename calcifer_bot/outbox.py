@@ -239,33 +239,38 @@ class Outbox:
         now = self.clock()
 
         def lease(session: Session) -> list[Delivery]:
+            due = (
+                OutboxMessage.status == "pending",
+                OutboxMessage.available_at <= now,
+                or_(OutboxMessage.leased_until.is_(None), OutboxMessage.leased_until < now),
+            )
+            # Ids first, read past one destination's backlog to reach the others;
+            # then only the rows taken are loaded (and, on PostgreSQL, locked).
             query = (
-                select(OutboxMessage)
-                .where(
-                    OutboxMessage.status == "pending",
-                    OutboxMessage.available_at <= now,
-                    or_(OutboxMessage.leased_until.is_(None), OutboxMessage.leased_until < now),
-                    _matches(prefixes),
-                )
+                select(OutboxMessage.id, OutboxMessage.destination)
+                .where(*due, _matches(prefixes))
                 .order_by(OutboxMessage.id)
-                .limit(limit * 4)  # read past one destination's backlog to reach the others
+                .limit(limit * 4)
             )
             if exclude:
                 query = query.where(OutboxMessage.destination.not_in(list(exclude)))
-            if self.db.kind == "postgresql":  # replicas share the queue without blocking
-                query = query.with_for_update(skip_locked=True)
-            out: list[Delivery] = []
+            ids: list[int] = []
             taken: Counter[str] = Counter()
-            for row in session.scalars(query):
-                if len(out) >= limit:
-                    break
-                if taken[row.destination] >= per_destination:
-                    continue
+            for id_, destination in session.execute(query):
+                if taken[destination] < per_destination:
+                    taken[destination] += 1
+                    ids.append(id_)
+                    if len(ids) == limit:
+                        break
+            rows = select(OutboxMessage).where(OutboxMessage.id.in_(ids), *due)
+            if self.db.kind == "postgresql":  # replicas share the queue without blocking
+                rows = rows.with_for_update(skip_locked=True)
+            out: list[Delivery] = []
+            for row in session.scalars(rows.order_by(OutboxMessage.id)):
                 delivery = _delivery(session, row)
                 if delivery is None:
                     continue
                 row.leased_until, row.leased_by = now + LEASE, self.worker
-                taken[row.destination] += 1
                 out.append(delivery)
             return out
 

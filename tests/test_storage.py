@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -245,6 +246,30 @@ async def test_concurrent_writes_all_succeed_and_none_is_lost(database: Database
         lambda s: s.scalars(select(Endpoint.fail_streak).where(Endpoint.name == "counter")).one()
     )
     assert counter == 50
+
+
+async def test_sqlite_writers_of_one_process_take_turns_in_order(tmp_path: Path) -> None:
+    """Writers queue in the order they came, not in SQLite's busy handler, which
+    sleeps and lets a late writer overtake an early one (bench_notify saw 600 ms)."""
+    db = Database(f"sqlite:///{tmp_path / 'calcifer.db'}")
+    await blocking(db.upgrade)
+    order: list[int] = []
+
+    def note(n: int) -> Callable[[Session], None]:
+        def work(session: Session) -> None:
+            session.add(audit(f"status {n}"))
+            session.flush()  # BEGIN IMMEDIATE: from here on this writer has the lock
+            order.append(n)
+            time.sleep(0.005)  # hold it a while, as a real transaction does
+
+        return work
+
+    try:
+        await asyncio.gather(*(db.write(note(n)) for n in range(40)))
+    finally:
+        db.dispose()
+
+    assert order == list(range(40))
 
 
 class SqlGate:
