@@ -93,6 +93,7 @@ from benchmarks.common import (
     Breakdown,
     Progress,
     Run,
+    enqueue_alerts,
     ms,
     outbox_posts,
     percentile,
@@ -408,23 +409,7 @@ def timed_sends(providers: dict[str, Provider], into: list[float]) -> Iterator[N
 
 async def enqueue_posts(core: Core, m: int, tag: str, names: list[str]) -> None:
     """The messages outbox_posts would enqueue for ``tag``, round-robin over ``names``."""
-    now = core.clock()
-
-    def add(session: Any) -> int:
-        return sum(
-            enqueue(
-                session,
-                key=f"bench:{tag}:{i}",
-                destination=f"{NOTIFY}:{names[i % len(names)]}",
-                kind="alert",
-                reply=alert(i),
-                now=now,
-                ref=f"alert:{tag}:{i}",
-            )
-            for i in range(m)
-        )
-
-    assert await core.db.write(add) == m
+    await enqueue_alerts(core, m, tag, lambda i: f"{NOTIFY}:{names[i % len(names)]}", alert)
 
 
 @dataclass

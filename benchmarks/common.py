@@ -205,6 +205,29 @@ def alert(i: int, fields: Callable[[str], tuple[Field, ...]]) -> Reply:
     )
 
 
+async def enqueue_alerts(
+    core: Core, m: int, tag: str, destination: Callable[[int], str], reply: Callable[[int], Reply]
+) -> None:
+    """``m`` alerts in the outbox in one transaction, ``reply(i)`` for ``destination(i)``."""
+    now = core.clock()
+
+    def add(session: Any) -> int:
+        return sum(
+            enqueue(
+                session,
+                key=f"bench:{tag}:{i}",
+                destination=destination(i),
+                kind="alert",
+                reply=reply(i),
+                now=now,
+                ref=f"alert:{tag}:{i}",
+            )
+            for i in range(m)
+        )
+
+    assert await core.db.write(add) == m
+
+
 async def outbox_posts(
     core: Core,
     deliverer: Deliver,
@@ -218,23 +241,7 @@ async def outbox_posts(
     """``reply(i)`` for ``platform:channel(i)``, i < m, enqueued in the outbox, then
     deliver_pending through ``deliverer`` until all are sent: the run (a message's
     time: its delivery and marking it sent), where the time went, and the passes."""
-    now = core.clock()
-
-    def add(session: Any) -> int:
-        return sum(
-            enqueue(
-                session,
-                key=f"bench:{tag}:{i}",
-                destination=f"{platform}:{channel(i)}",
-                kind="alert",
-                reply=reply(i),
-                now=now,
-                ref=f"alert:{tag}:{i}",
-            )
-            for i in range(m)
-        )
-
-    assert await core.db.write(add) == m
+    await enqueue_alerts(core, m, tag, lambda i: f"{platform}:{channel(i)}", reply)
     parts = Breakdown()
     outbox = core.outbox
     outbox.claim = timed(outbox.claim, parts.claims)  # type: ignore[method-assign,assignment]

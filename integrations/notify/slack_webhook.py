@@ -72,10 +72,6 @@ class SlackWebhook(Provider):
 
     config: Config
 
-    def __init__(self, name: str, config: Config) -> None:
-        super().__init__(name, config)
-        self.config = config
-
     @property
     def _who(self) -> str:
         return f"Slack webhook {self.name}"

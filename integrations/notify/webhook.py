@@ -133,10 +133,6 @@ class Webhook(Provider):
 
     config: Config
 
-    def __init__(self, name: str, config: Config) -> None:
-        super().__init__(name, config)
-        self.config = config
-
     @property
     def _who(self) -> str:
         return f"Webhook {self.name}"
