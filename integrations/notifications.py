@@ -176,8 +176,3 @@ class NotificationsIntegration(Integration):
             else Reachability.CANNOT_CONNECT
         )
         return Connectivity(worst, "; ".join(f"{n}: {r}" for n, r in failing))
-
-    async def close(self) -> None:
-        for dest in self.destinations.values():
-            if dest.provider is not None:
-                await dest.provider.close()

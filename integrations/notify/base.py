@@ -16,6 +16,7 @@ webhook URLs carry their token.
 from __future__ import annotations
 
 import builtins
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -66,8 +67,8 @@ class Message:
     retried: bool = False
 
 
-class Provider:
-    """Base class: subclasses set the class variables and implement ``send``."""
+class Provider(ABC):
+    """Base class: subclasses set the class variables and implement ``send`` and ``check``."""
 
     type: ClassVar[str]  # the ``type`` in configuration: "discord-webhook"
     title: ClassVar[str]  # for people: "Discord webhook"
@@ -86,17 +87,14 @@ class Provider:
         self.name = name
         self.config = config
 
+    @abstractmethod
     async def send(self, message: Message) -> str | None:
         """Deliver ``message``; return an id for what was posted (edits, threads) or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def check(self) -> Connectivity:
         """The cheapest call that proves the destination usable, sending nothing to people."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         """Where messages go, without secrets: "Discord webhook on discord.com"."""
         return self.title
-
-    async def close(self) -> None:
-        """Release connections or threads the provider keeps."""
