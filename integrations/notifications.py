@@ -65,11 +65,10 @@ class Destination:
     provider: Provider | None  # None: disabled, see ``disabled``
     rate: Rate | None
     disabled: str | None = None
-    bucket: TokenBucket | None = None
+    bucket: TokenBucket | None = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.rate is not None:
-            self.bucket = TokenBucket(self.rate)
+        self.bucket = TokenBucket(self.rate) if self.rate is not None else None
 
     def describe(self) -> str:
         if self.provider is None:
