@@ -550,7 +550,8 @@ async def run_deliveries(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle)
     finally:
-        # Stopping: each destination finishes the message it is sending, no more.
+        # Stopping (or cancelled): each destination finishes the message it is sending.
+        stop.set()
         await asyncio.gather(*busy.values(), return_exceptions=True)
 
 
