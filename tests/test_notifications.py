@@ -477,6 +477,40 @@ async def _restart_twice(tmp_path: Path) -> None:
     assert "Traceback" not in first.log + second.log
 
 
+def test_calcifer_run_sends_an_outage_to_a_webhook(tmp_path: Path, closed_port: int) -> None:
+    """The whole way, as a user runs it: a real check fails, the engine opens an
+    incident, routing picks the webhook, the worker posts it."""
+    asyncio.run(_outage_through_calcifer_run(tmp_path, closed_port))
+
+
+async def _outage_through_calcifer_run(tmp_path: Path, closed_port: int) -> None:
+    async with running_webhook_server() as server:
+        endpoint = f"""
+[monitoring]
+retry_interval = "1s"
+
+[[endpoints]]
+name = "nas-ssh"
+type = "tcp"
+target = "127.0.0.1:{closed_port}"
+interval = "1s"
+timeout = "1s"
+failures = 1
+service = "nas"
+"""
+        (tmp_path / "calcifer.toml").write_text(routes_toml(server) + endpoint)
+        with running(tmp_path) as calcifer:
+            [posted] = await server.wait_for(1, HOOK, timeout=20)
+            calcifer.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(calcifer.proc.wait, 20)
+
+    body = posted.json()
+    assert (body["event"], body["labels"]["endpoint"]) == ("alert", "nas-ssh")
+    assert body["title"] == "nas-ssh is down"
+    assert "refused" in str(body["fields"]).lower()
+    assert code == 0 and "Traceback" not in calcifer.log
+
+
 # -- work items ----------------------------------------------------------------------------
 
 
