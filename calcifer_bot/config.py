@@ -210,7 +210,7 @@ def _rate(value: Any) -> Any:
 CHAT_DESTINATIONS = ("slack", "discord")  # through the bot, not a webhook
 _DESTINATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 MATCH_KEYS = ("endpoint", "service", "group", "tag", "severity", "event")
-SEVERITIES = ("critical", "warning", "info")
+SEVERITIES = ("critical", "warning", "info")  # an endpoint's, for routing
 
 
 def _names(value: Any) -> Any:
@@ -257,7 +257,7 @@ class DestinationSettings(BaseModel):
 
 
 def _first_problem(exc: ValidationError) -> str:
-    """A provider's complaint in one line; values are shown only where they are no secret."""
+    """A provider's complaint in one line, without the value: it may be a secret."""
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")

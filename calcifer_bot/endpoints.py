@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
+from calcifer_bot.config import SEVERITIES
 from calcifer_bot.errors import ConfigError, UsageError
 from calcifer_bot.models import Endpoint, EndpointGroup
 from calcifer_bot.parser import parse_duration
@@ -23,7 +24,6 @@ from integrations.monitoring import parse_target
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 CHANNEL_PLATFORMS = ("slack", "discord", "console")
-SEVERITIES = ("critical", "warning", "info")
 MAX_TAGS = 20
 _TAG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,49}")
 _TAG_CHAR = re.compile(r"[a-z0-9_.-]")
