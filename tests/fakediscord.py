@@ -68,6 +68,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.localhttp import serve
+
 JSON = dict[str, Any]
 
 BOT_TOKEN = "OTAw.GfAkEd.c2FsYW1hbmRlci1jYWxjaWZlci1ob3dscy1tb3Zpbmc"
@@ -624,14 +626,9 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/attachments/{cid}/{aid}/{filename}", self._attachment)
         # A short shutdown keeps close() quick when a client left a connection open.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app, access_log=None, shutdown_timeout=1.0)
         self.api_url = f"{self.url}/api/v10"
-        self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
+        self.gateway_url = self.url.replace("http://", "ws://", 1) + "/gateway"
 
     async def close(self) -> None:
         for conn in self.live_connections:

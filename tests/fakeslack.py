@@ -41,6 +41,8 @@ from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from tests.localhttp import serve
+
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM = "T1"
@@ -285,12 +287,8 @@ class FakeSlack:
         app.router.add_post("/response/{n}", self._response)
         app.router.add_get("/socket", self._socket_handler)
         # A short shutdown keeps close() quick when a client left a connection open.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/"
+        self._runner, base = await serve(app, access_log=None, shutdown_timeout=1.0)
+        self.url = base + "/"
         self.api_url = self.url + "api/"
 
     async def close(self) -> None:

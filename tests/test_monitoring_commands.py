@@ -28,6 +28,7 @@ from calcifer_bot.outbox import deliver_pending
 from calcifer_bot.reply import Status
 from calcifer_bot.web import build_app
 from tests.conftest import ChatBot, FakeClock
+from tests.localhttp import serve
 
 OPS = "slack:UOPS"
 VIEWER = "slack:UVIEW"
@@ -50,12 +51,8 @@ async def site() -> AsyncIterator[Site]:
 
     app = web.Application()
     app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    host, port = runner.addresses[0][:2]
-    state.url = f"http://{host}:{port}/"
+    runner, base = await serve(app)
+    state.url = base + "/"
     yield state
     await runner.cleanup()
 

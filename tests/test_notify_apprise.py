@@ -22,6 +22,7 @@ from integrations.notify import provider_class
 from integrations.notify.apprise_url import AppriseURL
 from integrations.notify.base import Message
 from tests.fakeslack import PROXY_VARIABLES
+from tests.localhttp import serve
 
 USER, PASSWORD = "alertbot", "hunter2-very-secret"
 
@@ -56,10 +57,7 @@ async def hook() -> AsyncIterator[Hook]:
 
     app = web.Application()
     app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, _ = await serve(app)
     hook.port = runner.addresses[0][1]
     yield hook
     await runner.cleanup()

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from calcifer_bot.cli import main
+from tests.localhttp import serve
 from tests.test_cli import calcifer_env
 
 LOCAL = "127.0.0.1"
@@ -90,12 +91,8 @@ async def server() -> AsyncIterator[Server]:
 
     app = web.Application()
     app.add_routes([web.get("/ok", ok)])
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, LOCAL, 0)
-    await site.start()
-    assert isinstance(site._server, asyncio.Server)
-    state.port = site._server.sockets[0].getsockname()[1]
+    runner, _ = await serve(app, shutdown_timeout=0.1)
+    state.port = runner.addresses[0][1]
     yield state
     await runner.cleanup()
 

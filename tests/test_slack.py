@@ -45,6 +45,7 @@ from tests.fakeslack import (
     signed_headers,
     slash_command,
 )
+from tests.localhttp import serve
 from tests.test_cli import calcifer, running
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -91,15 +92,11 @@ async def socket(slack: SlackAdapter, fake: FakeSlack) -> SlackAdapter:
 @pytest.fixture
 async def events_url(core: Core, slack: SlackAdapter) -> AsyncIterator[str]:
     """Calcifer's own HTTP server with the adapter's route, as in HTTP mode."""
-    from aiohttp import web
 
     app = build_app(core, AsyncIOScheduler())
     slack.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    runner, base = await serve(app)
+    yield f"{base}/slack/events"
     await runner.cleanup()
 
 

@@ -36,6 +36,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tests.fakediscord import json_response  # Content-Type exactly application/json
+from tests.localhttp import serve
 
 Kind = Literal["slack", "discord", "json"]
 
@@ -175,12 +176,7 @@ class WebhookServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # Handlers still waiting out a delay end when _closing is set; the short
         # timeout only covers a client that keeps its connection open.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app, access_log=None, shutdown_timeout=1.0)
 
     async def close(self) -> None:
         self._closing.set()
