@@ -87,8 +87,8 @@ def enqueue(
     labels: Labels | None = None,
 ) -> bool:
     """Add a message unless one with this idempotency key exists; True if added."""
-    message = {destination: key}
-    return bool(_add(session, message, kind, reply, now, op=op, ref=ref, labels=labels))
+    added = _add(session, {destination: key}, kind, reply, now, op=op, ref=ref, labels=labels)
+    return bool(added)
 
 
 def publish(

@@ -85,7 +85,7 @@ def idempotency_key(key: str) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    # Labels come from routing: tags are a set, and a set is no JSON type.
+    # Labels are any mapping (Message.labels): a set of tags is no JSON type.
     if isinstance(value, set | frozenset):
         return sorted(value, key=str)
     return str(value)  # a datetime or an enum: its text is what a receiver can use
